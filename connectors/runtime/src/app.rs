@@ -1,0 +1,382 @@
+//! The `main` every connector shares: flags, `--schema`, `--check`, logging, the hub, the
+//! health server, signals and the grace period. A connector's `main.rs` only names its
+//! [`ConnectorKind`] and passes its protocol.
+
+use std::{
+    ffi::OsString, future::Future, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc,
+};
+
+use clap::{Args, Command, FromArgMatches};
+
+use crate::{
+    BoxError,
+    config::{
+        self, ConnectorConfig, ConnectorKind, HumanDuration, OffsetStart, OffsetStrategy,
+        Overrides, SecretStore, flags,
+    },
+    hub::{Hub, HubUrl},
+    pipeline::{self, Deliver, ErrorPolicy, SinkSettings, SourceContext, SourceSettings},
+    retry::RetryConfig,
+    server::{self, Health},
+    shutdown::{self, Shutdown},
+    telemetry::{self, LogFormat, Metrics},
+};
+
+/// Flags every connector takes.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// The connect.yml to run (both Fluvio formats). Without it, flags alone configure the
+    /// connector.
+    #[arg(short = 'c', long, env = "RUNNEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A file of KEY=VALUE lines giving values for ${{ secrets.KEY }}; the environment is
+    /// read too.
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// Validate the config, print it resolved with secrets masked, and exit (0 valid, 2 not).
+    #[arg(long)]
+    pub check: bool,
+    /// Print the JSON Schema of this connector's options and exit.
+    #[arg(long)]
+    pub schema: bool,
+    /// The connector's name (meta.name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The hub topic (meta.topic).
+    #[arg(long, alias = "fluvio-topic")]
+    pub topic: Option<String>,
+    /// Create the topic if it is missing (meta.create-topic).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub create_topic: Option<bool>,
+    /// The id a sink stores its offsets under (meta.consumer.id).
+    #[arg(long)]
+    pub consumer_id: Option<String>,
+    /// The hub: local:[PATH] (the default, embedded).
+    #[arg(long, env = "RUNNEL_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+    #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Address of the /healthz, /readyz and /metrics server, or "off".
+    #[arg(
+        long,
+        env = "RUNNEL_HEALTH_ADDR",
+        default_value = "0.0.0.0:9100",
+        value_name = "ADDR"
+    )]
+    pub health_addr: String,
+    /// How long shutdown may take to flush and commit before the process gives up.
+    #[arg(long, env = "RUNNEL_GRACE_PERIOD", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace_period: HumanDuration,
+}
+
+fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+    s.parse()
+}
+
+/// Flag names the common flags own; a connector field with one of these names gets its
+/// section as a prefix (`--mqtt-topic`).
+const RESERVED: &[&str] = &[
+    "config",
+    "secrets",
+    "check",
+    "schema",
+    "name",
+    "topic",
+    "fluvio-topic",
+    "create-topic",
+    "consumer-id",
+    "hub",
+    "log-format",
+    "health-addr",
+    "grace-period",
+    "help",
+    "version",
+];
+
+/// A parsed command line with its loaded config.
+#[derive(Debug)]
+pub struct Prepared<T> {
+    pub args: CommonArgs,
+    pub config: ConnectorConfig<T>,
+}
+
+/// Exit code for a config or usage error.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Parses flags and loads the config, handling `--schema` and `--check`. `Err` carries the
+/// exit code when the process should stop here.
+pub fn prepare<C: ConnectorKind>(
+    argv: impl IntoIterator<Item = OsString>,
+) -> Result<Prepared<C::Config>, ExitCode> {
+    let mut argv: Vec<OsString> = argv.into_iter().collect();
+    // `docker run IMAGE -- --endpoint=...` passes the `--` on to us.
+    if argv.get(1).is_some_and(|a| a == "--") {
+        argv.remove(1);
+    }
+    let cmd = Command::new(C::TYPE)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(format!(
+            "The Runnel {} connector. Options come from --config FILE and from flags; flags win.",
+            C::TYPE
+        ));
+    let cmd = CommonArgs::augment_args(cmd);
+    let schema = schemars::schema_for!(C::Config);
+    let (cmd, field_flags) =
+        flags::add_section_flags(cmd, &schema, C::SECTION, RESERVED, C::FLAG_ALIASES);
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Err(ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { 0 }));
+        }
+    };
+    let args = match CommonArgs::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if args.schema {
+        let mut schema = schema;
+        schema.insert(
+            "title".into(),
+            format!("{} options ({}: section)", C::TYPE, C::SECTION).into(),
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&schema).unwrap_or_default()
+        );
+        return Err(ExitCode::SUCCESS);
+    }
+    let store = match &args.secrets {
+        Some(p) => match SecretStore::load_file(p) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+        None => SecretStore::from_env(),
+    };
+    let overrides = Overrides {
+        name: args.name.clone(),
+        topic: args.topic.clone(),
+        create_topic: args.create_topic,
+        consumer_id: args.consumer_id.clone(),
+        section: flags::section_overrides(&matches, &field_flags),
+    };
+    let config = match config::load::<C>(args.config.as_deref(), &store, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if args.check {
+        print!("{}", config.to_masked_yaml(C::SECTION));
+        return Err(ExitCode::SUCCESS);
+    }
+    Ok(Prepared { args, config })
+}
+
+/// What a running connector shares with its stages.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub hub: Hub,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+}
+
+/// Connects the hub, checks the topic, starts the health server and signal handling.
+pub async fn start<T>(p: &Prepared<T>, kind: &str) -> Result<Services, BoxError> {
+    let meta = &p.config.meta;
+    if let Some(t) = p.config.transforms.first() {
+        return Err(format!(
+            "transforms[0] ({}): SmartModules cannot run in this build yet; remove transforms: to run the connector",
+            t.uses
+        )
+        .into());
+    }
+    let url: HubUrl = match &p.args.hub {
+        Some(s) => s.parse()?,
+        None => HubUrl::from_env()?,
+    };
+    let hub = Hub::connect(&url).await?;
+    hub.ensure_topic(&meta.topic, meta.create_topic, meta.partitions())
+        .await?;
+    let metrics = Metrics::new(&meta.name, kind);
+    let health = Arc::new(Health::default());
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(shutdown::on_signal(trigger));
+    if p.args.health_addr != "off" {
+        let addr: SocketAddr = p.args.health_addr.parse().map_err(|_| {
+            format!(
+                "--health-addr {:?}: expected HOST:PORT or off",
+                p.args.health_addr
+            )
+        })?;
+        let (bound, _) = server::serve(addr, health.clone(), metrics.clone(), shutdown.clone())
+            .await
+            .map_err(|e| format!("cannot serve health and metrics on {addr}: {e} (set --health-addr or RUNNEL_HEALTH_ADDR)"))?;
+        tracing::info!(addr = %bound, "Serving /healthz, /readyz and /metrics.");
+    }
+    tracing::info!(connector = %meta.name, r#type = kind, topic = %meta.topic, hub = %url, "Connector started.");
+    Ok(Services {
+        hub,
+        health,
+        metrics,
+        shutdown,
+    })
+}
+
+/// Runs `fut` to completion; once shutdown fires it gets the grace period to finish.
+pub async fn with_grace<F>(
+    fut: F,
+    shutdown: &Shutdown,
+    grace: std::time::Duration,
+) -> Result<(), BoxError>
+where
+    F: Future<Output = Result<(), pipeline::PipelineError>>,
+{
+    tokio::pin!(fut);
+    tokio::select! {
+        r = &mut fut => Ok(r?),
+        _ = shutdown.wait() => match tokio::time::timeout(grace, &mut fut).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(format!("shutdown took longer than the grace period ({}); records not yet committed will be delivered again", humantime::format_duration(grace)).into()),
+        },
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn finish(result: Result<(), BoxError>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            tracing::info!("Connector stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Connector failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole `main` of a source connector.
+pub fn source_main<C, F, Fut>(protocol: F) -> ExitCode
+where
+    C: ConnectorKind,
+    F: FnOnce(Arc<ConnectorConfig<C::Config>>, SourceContext) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let p = match prepare::<C>(std::env::args_os()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    telemetry::init_logging(p.args.log_format, p.config.secret_values());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(e.into())),
+    };
+    finish(rt.block_on(async move {
+        let s = start(&p, C::TYPE).await?;
+        let settings = source_settings(&p.config.meta);
+        let config = Arc::new(p.config);
+        let topic = config.meta.topic.clone();
+        let run = pipeline::run_source(
+            &s.hub,
+            &topic,
+            settings,
+            s.health.clone(),
+            s.metrics.clone(),
+            s.shutdown.clone(),
+            move |ctx| protocol(config, ctx),
+        );
+        with_grace(run, &s.shutdown, p.args.grace_period.0).await
+    }))
+}
+
+/// Producer settings from meta.producer.
+pub fn source_settings(meta: &config::Meta) -> SourceSettings {
+    let mut s = SourceSettings::default();
+    if let Some(l) = meta.producer.linger {
+        s.linger = l.0;
+    }
+    if let Some(b) = meta.producer.batch_size {
+        s.batch_bytes = usize::try_from(b.0).unwrap_or(usize::MAX).max(1);
+    }
+    s
+}
+
+/// The delivery options every sink's section carries.
+pub trait SinkOptions {
+    fn concurrency(&self) -> usize;
+    fn retry(&self) -> RetryConfig;
+    fn on_error(&self) -> ErrorPolicy;
+    fn dead_letter_topic(&self) -> Option<&str>;
+}
+
+/// Sink settings from meta.consumer and the section's delivery options.
+pub fn sink_settings<T: SinkOptions>(config: &ConnectorConfig<T>) -> SinkSettings {
+    let meta = &config.meta;
+    let offset = meta.consumer.offset.clone().unwrap_or_default();
+    let store = offset.strategy.unwrap_or_default() != OffsetStrategy::None;
+    SinkSettings {
+        partition: meta.consumer.partition.unwrap_or(0),
+        consumer_id: store.then(|| meta.consumer_id().to_string()),
+        start: offset.start.unwrap_or(OffsetStart::Beginning),
+        batch_records: 1000,
+        concurrency: config.config.concurrency().max(1),
+        retry: config.config.retry(),
+        on_error: config.config.on_error(),
+        dead_letter_topic: config
+            .config
+            .dead_letter_topic()
+            .map(String::from)
+            .unwrap_or_else(|| format!("{}-dlq", meta.topic)),
+        connector: meta.name.clone(),
+    }
+}
+
+/// The whole `main` of a sink connector: `make` builds the protocol side from the config.
+pub fn sink_main<C, D, F>(make: F) -> ExitCode
+where
+    C: ConnectorKind,
+    C::Config: SinkOptions,
+    D: Deliver,
+    F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError>,
+{
+    let p = match prepare::<C>(std::env::args_os()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    telemetry::init_logging(p.args.log_format, p.config.secret_values());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(e.into())),
+    };
+    finish(rt.block_on(async move {
+        let s = start(&p, C::TYPE).await?;
+        let deliver = Arc::new(make(&p.config)?);
+        s.health.set_upstream(true);
+        let settings = sink_settings(&p.config);
+        let run = pipeline::run_sink(
+            &s.hub,
+            &p.config.meta.topic,
+            settings,
+            deliver,
+            s.health.clone(),
+            s.metrics.clone(),
+            s.shutdown.clone(),
+        );
+        with_grace(run, &s.shutdown, p.args.grace_period.0).await
+    }))
+}

@@ -1,0 +1,195 @@
+//! The shapes of Fluvio's `connect.yml` formats, parsed as written. [`super::load`] turns
+//! them into one [`super::Meta`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use super::values::{ByteSize, HumanDuration};
+
+/// The older flat format: everything at the top level, connector options under `parameters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlatConfig {
+    #[allow(dead_code)]
+    pub version: Option<Value>,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub topic: String,
+    pub direction: Option<FlatDirection>,
+    #[serde(alias = "create-topic")]
+    pub create_topic: Option<bool>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// Old Fluvio files carry secret values inline; they act like the secrets file.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub secrets: Option<BTreeMap<String, String>>,
+    pub producer: Option<ProducerConfig>,
+    pub consumer: Option<ConsumerConfig>,
+    #[allow(dead_code)]
+    pub transforms: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FlatDirection {
+    Source,
+    Sink,
+}
+
+/// `meta:` of the versioned format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetaSection {
+    pub version: Option<Value>,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub topic: Value,
+    #[serde(rename = "create-topic", alias = "create_topic")]
+    pub create_topic: Option<bool>,
+    #[serde(default)]
+    pub secrets: Vec<SecretDecl>,
+    pub producer: Option<ProducerConfig>,
+    pub consumer: Option<ConsumerConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretDecl {
+    pub name: String,
+}
+
+/// A topic config (`apiVersion: 0.2.0`): the topic to create with its settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    pub meta: TopicMeta,
+    pub partition: Option<PartitionConfig>,
+    pub retention: Option<RetentionConfig>,
+    pub compression: Option<TopicCompression>,
+    pub deduplication: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicMeta {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PartitionConfig {
+    pub count: Option<u32>,
+    pub replication: Option<u32>,
+    #[serde(alias = "ignore_rack_assignment")]
+    pub ignore_rack_assignment: Option<bool>,
+    pub maps: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetentionConfig {
+    pub time: Option<HumanDuration>,
+    #[serde(alias = "segment_size")]
+    pub segment_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicCompression {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Producer settings: how records are batched on their way to the hub.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProducerConfig {
+    /// How long to wait for more records before sending a batch.
+    pub linger: Option<HumanDuration>,
+    /// The largest batch to send at once.
+    #[serde(alias = "batch_size")]
+    pub batch_size: Option<ByteSize>,
+    /// Compression of batches on the wire, where the hub supports it.
+    pub compression: Option<Compression>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// Consumer settings of a sink: which records it reads and where it resumes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConsumerConfig {
+    /// The consumer id under which offsets are stored; defaults to the connector name.
+    pub id: Option<String>,
+    /// The partition to read.
+    pub partition: Option<u32>,
+    #[serde(alias = "max_bytes")]
+    pub max_bytes: Option<ByteSize>,
+    pub offset: Option<OffsetConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OffsetConfig {
+    /// Where to start when no offset is stored for the consumer id.
+    pub start: Option<OffsetStart>,
+    /// `none`: never store offsets; `auto` and `manual`: store them after delivery.
+    pub strategy: Option<OffsetStrategy>,
+    #[serde(alias = "flush_period")]
+    pub flush_period: Option<HumanDuration>,
+}
+
+/// Where a consumer starts: `beginning`, `end`, `{absolute: N}`, `{from-beginning: N}` or
+/// `{from-end: N}`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetStart {
+    Beginning,
+    End,
+    Absolute(i64),
+    FromBeginning(u32),
+    FromEnd(u32),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetStrategy {
+    None,
+    #[default]
+    Auto,
+    Manual,
+}
+
+/// One step of the `transforms:` chain.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// A .wasm file path, or `name@version` looked up in the module directory.
+    pub uses: String,
+    /// Parameters passed to the module's `init`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub with: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<Lookback>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lookback {
+    pub age: Option<HumanDuration>,
+    pub last: Option<u64>,
+}

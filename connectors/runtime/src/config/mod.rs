@@ -1,0 +1,622 @@
+//! `connect.yml`: both Fluvio formats, secrets templating, flag overrides and validation.
+//!
+//! [`load`] is a pure function from a file's text, a secret store and flag overrides to the
+//! [`ConnectorConfig`] a connector runs on. Every error names the file and the field path.
+
+pub mod flags;
+mod fluvio;
+pub mod secrets;
+pub mod values;
+
+use std::{fmt, path::Path};
+
+use schemars::JsonSchema;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_yaml::{Mapping, Value};
+
+pub use fluvio::{
+    Compression, ConsumerConfig, Lookback, OffsetConfig, OffsetStart, OffsetStrategy,
+    ProducerConfig, TopicConfig, Transform,
+};
+pub use secrets::SecretStore;
+pub use values::{ByteSize, HumanDuration};
+
+use secrets::key_name;
+
+/// A config error at one field. `path` is dotted (`http.headers[1]`); empty for the whole
+/// document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error seen from one level up (`endpoint` → `http.endpoint`).
+    pub fn under(mut self, parent: &str) -> Self {
+        self.path = join_path(parent, &self.path);
+        self
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Why a config could not be loaded. Displayed as `FILE: PATH: MESSAGE`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {error}")]
+pub struct ConfigError {
+    /// The file, or `command line` when the config came from flags alone.
+    pub file: String,
+    pub error: FieldError,
+}
+
+/// Which way records flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Source,
+    Sink,
+}
+
+/// Every connector type Runnel knows, with the names Fluvio used for it. Used to tell a user
+/// which binary a config belongs to.
+pub const KNOWN_TYPES: &[(&str, &[&str])] = &[
+    ("test-source", &["test-connector"]),
+    ("http-source", &["http"]),
+    ("http-sink", &["http"]),
+    ("mqtt-source", &["mqtt"]),
+    ("mqtt-sink", &[]),
+];
+
+/// A connector's identity and its own section of `connect.yml`.
+pub trait ConnectorKind {
+    /// The canonical type name (`http-source`).
+    const TYPE: &'static str;
+    /// Other names accepted in `type:` (Fluvio's `http`).
+    const ALIASES: &'static [&'static str];
+    /// The name of its section in the versioned format (`http`).
+    const SECTION: &'static str;
+    const DIRECTION: Direction;
+    /// Old flag names that map onto a section field: `(flag, field)`.
+    const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[];
+    /// The connector's own options. Doc comments become `--help` and the JSON Schema.
+    type Config: DeserializeOwned + Serialize + JsonSchema + Validate;
+}
+
+/// A validation step after parsing, for rules serde cannot express. Paths are relative to the
+/// connector's section.
+pub trait Validate {
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+}
+
+/// What a connector runs on: every field resolved and validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub name: String,
+    /// The canonical connector type, whatever alias the file used.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub topic: String,
+    /// The topic's settings when the file gave a topic config (apiVersion 0.2.0).
+    #[serde(rename = "topic-config", skip_serializing_if = "Option::is_none")]
+    pub topic_config: Option<TopicConfig>,
+    #[serde(rename = "create-topic")]
+    pub create_topic: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    pub producer: ProducerConfig,
+    pub consumer: ConsumerConfig,
+}
+
+impl Meta {
+    /// Partitions requested for the topic, if the file said.
+    pub fn partitions(&self) -> Option<u32> {
+        self.topic_config
+            .as_ref()
+            .and_then(|t| t.partition.as_ref())
+            .and_then(|p| p.count)
+    }
+
+    /// The id under which a sink's offsets are stored.
+    pub fn consumer_id(&self) -> &str {
+        self.consumer.id.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A loaded config: meta, the connector's own options, and the transforms chain.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig<T> {
+    pub api_version: String,
+    pub meta: Meta,
+    pub config: T,
+    pub transforms: Vec<Transform>,
+    secret_values: Vec<String>,
+}
+
+impl<T: Serialize> ConnectorConfig<T> {
+    /// The resolved config as YAML with every secret value replaced by `******`.
+    pub fn to_masked_yaml(&self, section: &str) -> String {
+        #[derive(Serialize)]
+        struct Out<'a, T> {
+            #[serde(rename = "apiVersion")]
+            api_version: &'a str,
+            meta: &'a Meta,
+            #[serde(flatten)]
+            section: std::collections::BTreeMap<&'a str, &'a T>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            transforms: &'a [Transform],
+        }
+        let out = Out {
+            api_version: &self.api_version,
+            meta: &self.meta,
+            section: [(section, &self.config)].into_iter().collect(),
+            transforms: &self.transforms,
+        };
+        let text = serde_yaml::to_string(&out).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        secrets_masked(&text, &self.secret_values)
+    }
+
+    /// The secret values this config uses, for the log redactor.
+    pub fn secret_values(&self) -> &[String] {
+        &self.secret_values
+    }
+}
+
+/// Replaces every occurrence of each secret value, longest first.
+pub fn secrets_masked(text: &str, values: &[String]) -> String {
+    let mut values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for v in values {
+        out = out.replace(v.as_str(), secrets::MASK);
+    }
+    out
+}
+
+/// Settings given as flags; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub create_topic: Option<bool>,
+    pub consumer_id: Option<String>,
+    /// Fields of the connector's own section.
+    pub section: Mapping,
+}
+
+/// Loads a config from a file (or from flags alone when `file` is `None`).
+pub fn load<C: ConnectorKind>(
+    file: Option<&Path>,
+    store: &SecretStore,
+    overrides: &Overrides,
+) -> Result<ConnectorConfig<C::Config>, ConfigError> {
+    let (label, doc) = match file {
+        Some(path) => {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: label.clone(),
+                error: FieldError::new("", format!("cannot read the file: {e}")),
+            })?;
+            let doc = parse_yaml(&text).map_err(|error| ConfigError {
+                file: label.clone(),
+                error,
+            })?;
+            (label, doc)
+        }
+        None => ("command line".to_string(), skeleton::<C>(overrides)),
+    };
+    resolve::<C>(doc, store, overrides).map_err(|error| ConfigError { file: label, error })
+}
+
+/// Loads a config from YAML text; `load` without the file system.
+pub fn load_str<C: ConnectorKind>(
+    text: &str,
+    store: &SecretStore,
+    overrides: &Overrides,
+) -> Result<ConnectorConfig<C::Config>, FieldError> {
+    resolve::<C>(parse_yaml(text)?, store, overrides)
+}
+
+fn parse_yaml(text: &str) -> Result<Value, FieldError> {
+    serde_yaml::from_str::<Value>(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {} column {}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        let msg = e.to_string();
+        // serde_yaml appends the location itself; keep our prefix only.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        FieldError::new("", format!("{at}invalid YAML: {msg}"))
+    })
+}
+
+/// With no file, the config starts as a minimal versioned document that flags fill in.
+fn skeleton<C: ConnectorKind>(overrides: &Overrides) -> Value {
+    let mut meta = Mapping::new();
+    meta.insert("name".into(), C::TYPE.into());
+    meta.insert("type".into(), C::TYPE.into());
+    if overrides.topic.is_none() {
+        // Left out on purpose: the missing-field error then says what to pass.
+    }
+    let mut doc = Mapping::new();
+    doc.insert("apiVersion".into(), "0.2.0".into());
+    doc.insert("meta".into(), Value::Mapping(meta));
+    Value::Mapping(doc)
+}
+
+struct Normalized {
+    api_version: String,
+    meta: Meta,
+    section: Value,
+    section_path: String,
+    transforms: Value,
+}
+
+fn resolve<C: ConnectorKind>(
+    doc: Value,
+    store: &SecretStore,
+    overrides: &Overrides,
+) -> Result<ConnectorConfig<C::Config>, FieldError> {
+    let Value::Mapping(mut doc) = doc else {
+        return Err(FieldError::new(
+            "",
+            "expected a mapping of fields (see examples/ for a connect.yml)",
+        ));
+    };
+    let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
+
+    // Old flat files carry secret values inline; they count like a secrets file.
+    let mut store = store.clone();
+    if !versioned && let Some(Value::Mapping(s)) = doc.get("secrets") {
+        let pairs: Vec<(String, String)> = s
+            .iter()
+            .filter_map(|(k, v)| Some((key_name(k), v.as_str()?.to_string())))
+            .collect();
+        let mut merged = pairs;
+        merged.retain(|(k, _)| secrets::valid_name(k));
+        store = store.with_overlay(merged);
+    }
+
+    // Flags are merged before templating so they may use ${{ secrets.NAME }} too.
+    apply_section_overrides::<C>(&mut doc, versioned, &overrides.section);
+
+    let mut used = Vec::new();
+    let mut doc = Value::Mapping(doc);
+    secrets::render(&mut doc, &mut Vec::new(), &store, false, &mut used)?;
+    let Value::Mapping(doc) = doc else {
+        unreachable!("rendering keeps the shape")
+    };
+
+    let mut norm = if versioned {
+        normalize_versioned::<C>(doc)?
+    } else {
+        normalize_flat::<C>(doc)?
+    };
+    apply_meta_overrides(&mut norm.meta, overrides);
+    check_type::<C>(&mut norm.meta)?;
+    for name in &norm.meta.secrets {
+        match store.get(name) {
+            Some(v) => used.push(v),
+            None => {
+                return Err(FieldError::new(
+                    "meta.secrets",
+                    format!(
+                        "secret {name:?} is not set (set the environment variable {name} or pass --secrets FILE)"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let config: C::Config = from_value(norm.section, &norm.section_path)?;
+    config.validate().map_err(|e| e.under(&norm.section_path))?;
+    let transforms: Vec<Transform> = if norm.transforms.is_null() {
+        Vec::new()
+    } else {
+        from_value(norm.transforms, "transforms")?
+    };
+    for (i, t) in transforms.iter().enumerate() {
+        if t.uses.trim().is_empty() {
+            return Err(FieldError::new(
+                format!("transforms[{i}].uses"),
+                "empty: name a .wasm file or name@version",
+            ));
+        }
+    }
+    used.sort();
+    used.dedup();
+    Ok(ConnectorConfig {
+        api_version: norm.api_version,
+        meta: norm.meta,
+        config,
+        transforms,
+        secret_values: used,
+    })
+}
+
+fn apply_section_overrides<C: ConnectorKind>(
+    doc: &mut Mapping,
+    versioned: bool,
+    section: &Mapping,
+) {
+    if section.is_empty() {
+        return;
+    }
+    let key: Value = if versioned { C::SECTION } else { "parameters" }.into();
+    let entry = doc
+        .entry(key)
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if !entry.is_mapping() {
+        *entry = Value::Mapping(Mapping::new());
+    }
+    if let Value::Mapping(m) = entry {
+        for (k, v) in section {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn apply_meta_overrides(meta: &mut Meta, o: &Overrides) {
+    if let Some(n) = &o.name {
+        meta.name = n.clone();
+    }
+    if let Some(t) = &o.topic {
+        meta.topic = t.clone();
+    }
+    if let Some(c) = o.create_topic {
+        meta.create_topic = c;
+    }
+    if let Some(id) = &o.consumer_id {
+        meta.consumer.id = Some(id.clone());
+    }
+}
+
+fn check_type<C: ConnectorKind>(meta: &mut Meta) -> Result<(), FieldError> {
+    let t = meta.kind.as_str();
+    if t == C::TYPE || C::ALIASES.contains(&t) {
+        meta.kind = C::TYPE.to_string();
+        return Ok(());
+    }
+    let path = "meta.type";
+    if let Some((owner, _)) = KNOWN_TYPES
+        .iter()
+        .find(|(name, aliases)| *name == t || aliases.contains(&t))
+    {
+        return Err(FieldError::new(
+            path,
+            format!(
+                "{t:?} is a config for the {owner} connector: run it with the {owner} binary, not {}",
+                C::TYPE
+            ),
+        ));
+    }
+    let also = if C::ALIASES.is_empty() {
+        String::new()
+    } else {
+        format!(" (or {})", C::ALIASES.join(", "))
+    };
+    Err(FieldError::new(
+        path,
+        format!(
+            "unknown connector type {t:?}: this binary runs {}{also}",
+            C::TYPE
+        ),
+    ))
+}
+
+fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized, FieldError> {
+    let api_version = match doc.remove("apiVersion") {
+        None => "0.1.0".to_string(),
+        Some(Value::String(v)) if v == "0.1.0" || v == "0.2.0" => v,
+        Some(other) => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!(
+                    "unsupported version {}: expected 0.1.0 or 0.2.0",
+                    scalar_text(&other)
+                ),
+            ));
+        }
+    };
+    let meta_value = doc
+        .remove("meta")
+        .ok_or_else(|| FieldError::new("meta", "missing field"))?;
+    if !meta_value.is_mapping() {
+        return Err(FieldError::new(
+            "meta",
+            "expected a mapping with name, type and topic",
+        ));
+    }
+    let raw: fluvio::MetaSection = from_value(meta_value, "meta")?;
+    let (topic, topic_config) = match raw.topic {
+        Value::String(s) => (s, None),
+        Value::Mapping(_) if api_version == "0.2.0" => {
+            let tc: TopicConfig = from_value(raw.topic, "meta.topic")?;
+            (tc.meta.name.clone(), Some(tc))
+        }
+        Value::Mapping(_) => {
+            return Err(FieldError::new(
+                "meta.topic",
+                "a topic config (a mapping) needs apiVersion: 0.2.0; with 0.1.0 write the topic name",
+            ));
+        }
+        other => {
+            return Err(FieldError::new(
+                "meta.topic",
+                format!("expected a topic name, found {}", scalar_text(&other)),
+            ));
+        }
+    };
+    let transforms = doc.remove("transforms").unwrap_or(Value::Null);
+    let mut section = Value::Mapping(Mapping::new());
+    for (k, v) in doc {
+        let k = key_name(&k);
+        if k == C::SECTION {
+            section = v;
+        } else {
+            return Err(FieldError::new(
+                k,
+                format!(
+                    "unknown field: expected apiVersion, meta, transforms or {}",
+                    C::SECTION
+                ),
+            ));
+        }
+    }
+    if section.is_null() {
+        section = Value::Mapping(Mapping::new());
+    }
+    Ok(Normalized {
+        api_version,
+        meta: Meta {
+            name: raw.name,
+            kind: raw.kind,
+            version: raw.version.as_ref().map(plain_text),
+            topic,
+            topic_config,
+            create_topic: raw.create_topic.unwrap_or(false),
+            secrets: raw.secrets.into_iter().map(|s| s.name).collect(),
+            producer: raw.producer.unwrap_or_default(),
+            consumer: raw.consumer.unwrap_or_default(),
+        },
+        section,
+        section_path: C::SECTION.to_string(),
+        transforms,
+    })
+}
+
+fn normalize_flat<C: ConnectorKind>(doc: Mapping) -> Result<Normalized, FieldError> {
+    let mut transforms = doc.get("transforms").cloned().unwrap_or(Value::Null);
+    let raw: fluvio::FlatConfig = from_value(Value::Mapping(doc), "")?;
+    if let Some(d) = raw.direction {
+        let want = match C::DIRECTION {
+            Direction::Source => fluvio::FlatDirection::Source,
+            Direction::Sink => fluvio::FlatDirection::Sink,
+        };
+        if d != want {
+            return Err(FieldError::new(
+                "direction",
+                format!(
+                    "{} is a {} connector, this file says {}",
+                    C::TYPE,
+                    if want == fluvio::FlatDirection::Source {
+                        "source"
+                    } else {
+                        "sink"
+                    },
+                    if d == fluvio::FlatDirection::Source {
+                        "source"
+                    } else {
+                        "sink"
+                    },
+                ),
+            ));
+        }
+    }
+    if transforms.is_null() {
+        transforms = Value::Null;
+    }
+    Ok(Normalized {
+        api_version: "flat".into(),
+        meta: Meta {
+            name: raw.name,
+            kind: raw.kind,
+            version: raw.version.as_ref().map(plain_text),
+            topic: raw.topic,
+            topic_config: None,
+            create_topic: raw.create_topic.unwrap_or(false),
+            secrets: Vec::new(),
+            producer: raw.producer.unwrap_or_default(),
+            consumer: raw.consumer.unwrap_or_default(),
+        },
+        section: raw.parameters.unwrap_or(Value::Mapping(Mapping::new())),
+        section_path: "parameters".into(),
+        transforms,
+    })
+}
+
+/// Deserializes `value`, turning serde's messages into `path: message` with the full path.
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let mut path = join_path(prefix, &path);
+        let inner = e.into_inner().to_string();
+        let message = if let Some(field) = backticked(&inner, "missing field `") {
+            path = join_path(&path, &field);
+            "missing field".to_string()
+        } else if let Some(field) = backticked(&inner, "unknown field `") {
+            if !path.ends_with(&field) {
+                path = join_path(&path, &field);
+            }
+            match inner.split_once(", expected ") {
+                Some((_, expected)) => {
+                    format!("unknown field, expected {}", expected.replace('`', ""))
+                }
+                None => "unknown field".to_string(),
+            }
+        } else if let Some(variant) = backticked(&inner, "unknown variant `") {
+            match inner.split_once(", expected ") {
+                Some((_, expected)) => format!(
+                    "unknown value {variant:?}, expected {}",
+                    expected.replace('`', "")
+                ),
+                None => format!("unknown value {variant:?}"),
+            }
+        } else {
+            inner
+        };
+        FieldError::new(path, message)
+    })
+}
+
+fn backticked(msg: &str, prefix: &str) -> Option<String> {
+    let rest = msg.strip_prefix(prefix)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn join_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_string(),
+        (_, true) => parent.to_string(),
+        _ if child.starts_with('[') => format!("{parent}{child}"),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+fn plain_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => scalar_text(other),
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}

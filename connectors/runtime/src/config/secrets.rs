@@ -1,0 +1,219 @@
+//! Secrets: where their values come from, `${{ secrets.NAME }}` templating, and masking.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde_yaml::Value;
+
+use super::FieldError;
+
+/// What is shown in place of a secret's value, anywhere a config is printed.
+pub const MASK: &str = "******";
+
+/// Where secret values come from: a `--secrets` file (KEY=VALUE lines) first, then the
+/// process environment.
+#[derive(Default, Clone)]
+pub struct SecretStore {
+    file: BTreeMap<String, String>,
+    use_env: bool,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStore")
+            .field("names", &self.file.keys().collect::<Vec<_>>())
+            .field("use_env", &self.use_env)
+            .finish()
+    }
+}
+
+impl SecretStore {
+    /// A store that reads the process environment only.
+    pub fn from_env() -> Self {
+        SecretStore {
+            file: BTreeMap::new(),
+            use_env: true,
+        }
+    }
+
+    /// A store with exactly these values and no environment; for tests and embedding.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        SecretStore {
+            file: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            use_env: false,
+        }
+    }
+
+    /// Reads a secrets file of `KEY=VALUE` lines (blank lines and `#` comments allowed) on top
+    /// of the environment. Errors name the file and the line, never a value.
+    pub fn load_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read secrets file: {e}", path.display()))?;
+        let mut file = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(format!(
+                    "{}: line {}: expected KEY=VALUE",
+                    path.display(),
+                    n + 1
+                ));
+            };
+            let k = k.trim();
+            if !valid_name(k) {
+                return Err(format!(
+                    "{}: line {}: invalid secret name {k:?} (letters, digits and _ only)",
+                    path.display(),
+                    n + 1
+                ));
+            }
+            file.insert(k.to_string(), v.trim().to_string());
+        }
+        Ok(SecretStore {
+            file,
+            use_env: true,
+        })
+    }
+
+    /// This store with `pairs` added; they win over what it had.
+    pub fn with_overlay(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.file.extend(pairs);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.file
+            .get(name)
+            .cloned()
+            .or_else(|| self.use_env.then(|| std::env::var(name).ok()).flatten())
+    }
+}
+
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Replaces every `${{ secrets.NAME }}` in the string values of `value`. With `mask`, secrets
+/// are replaced by [`MASK`] instead of their values (for printing). Returns the values used.
+pub(crate) fn render(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    store: &SecretStore,
+    mask: bool,
+    used: &mut Vec<String>,
+) -> Result<(), FieldError> {
+    match value {
+        Value::String(s) if s.contains("${{") => {
+            *s = render_str(s, store, mask, used).map_err(|m| FieldError::new(join(path), m))?;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(format!("[{i}]"));
+                render(item, path, store, mask, used)?;
+                path.pop();
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(key_name(k));
+                render(v, path, store, mask, used)?;
+                path.pop();
+            }
+        }
+        Value::Tagged(t) => render(&mut t.value, path, store, mask, used)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn render_str(
+    s: &str,
+    store: &SecretStore,
+    mask: bool,
+    used: &mut Vec<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 3..];
+        let Some(end) = after.find("}}") else {
+            return Err("unclosed \"${{\": write ${{ secrets.NAME }}".into());
+        };
+        let expr = after[..end].trim();
+        let Some(name) = expr.strip_prefix("secrets.") else {
+            return Err(format!(
+                "unknown template \"${{{{ {expr} }}}}\": only ${{{{ secrets.NAME }}}} is supported"
+            ));
+        };
+        let name = name.trim();
+        if !valid_name(name) {
+            return Err(format!(
+                "invalid secret name {name:?} (letters, digits and _ only)"
+            ));
+        }
+        let value = store.get(name).ok_or_else(|| {
+            format!(
+                "secret {name:?} is not set (set the environment variable {name} or pass --secrets FILE)"
+            )
+        })?;
+        if mask {
+            out.push_str(MASK);
+        } else {
+            out.push_str(&value);
+        }
+        used.push(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub(crate) fn key_name(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn join(path: &[String]) -> String {
+    let mut out = String::new();
+    for p in path {
+        if !out.is_empty() && !p.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_masks() {
+        let store = SecretStore::from_pairs([("TOKEN", "s3cr3t")]);
+        let mut used = vec![];
+        let out = render_str("Bearer ${{ secrets.TOKEN }}!", &store, false, &mut used).unwrap();
+        assert_eq!(out, "Bearer s3cr3t!");
+        let out = render_str("Bearer ${{secrets.TOKEN}}", &store, true, &mut used).unwrap();
+        assert_eq!(out, "Bearer ******");
+        let e = render_str("${{ secrets.NOPE }}", &store, false, &mut used).unwrap_err();
+        assert!(e.contains("\"NOPE\" is not set"), "{e}");
+    }
+}

@@ -1,0 +1,562 @@
+//! The embedded hub: topics in one SQLite file in WAL mode.
+//!
+//! WAL lets one writer and many readers work at once across processes; writers take the
+//! database lock with `BEGIN IMMEDIATE` and wait on `busy_timeout`, so several sources may
+//! share a file. Offsets are dense per topic: each batch reads the topic's last offset inside
+//! its write transaction. Readers notice new commits through `PRAGMA data_version`, which
+//! changes whenever another connection commits, so following a topic costs one cheap query
+//! per poll. `synchronous=NORMAL`: a committed batch survives the process being killed; only
+//! an OS crash or power loss may lose the last batches.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{HubError, TopicInfo};
+use crate::{
+    config::OffsetStart,
+    record::{ConsumedRecord, Record},
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS topics (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    topic_id INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers BLOB,
+    PRIMARY KEY (topic_id, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    consumer TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (consumer, topic_id, partition)
+);
+";
+
+/// A handle on one hub file. Cheap to clone; producers and consumers open their own
+/// connections so they never wait on each other inside this process.
+#[derive(Debug, Clone)]
+pub struct LocalHub {
+    path: PathBuf,
+    admin: Arc<Mutex<Connection>>,
+}
+
+type Shared = Arc<Mutex<Connection>>;
+
+impl LocalHub {
+    pub async fn open(path: PathBuf) -> Result<Self, HubError> {
+        let p = path.clone();
+        let conn = blocking(&path, move || {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Err::Io(e.to_string()))?;
+            }
+            let conn = open_conn(&p)?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(LocalHub {
+            path,
+            admin: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    async fn with_admin<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Err> + Send + 'static,
+    ) -> Result<T, HubError> {
+        let conn = self.admin.clone();
+        blocking(&self.path, move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), HubError> {
+        if partitions != 1 {
+            return Err(HubError::Invalid(format!(
+                "the local hub keeps one partition per topic, {partitions} were asked for; use a Kafka or NATS hub for more"
+            )));
+        }
+        let name = name.to_string();
+        self.with_admin(move |c| {
+            let n = c.execute(
+                "INSERT INTO topics (name, partitions, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+                params![name, partitions, crate::record::now_millis()],
+            )?;
+            if n == 0 {
+                return Err(Err::Hub(HubError::TopicExists(name)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
+        let name = name.to_string();
+        self.with_admin(move |c| topic_info(c, &name)).await
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, HubError> {
+        self.with_admin(|c| {
+            let names: Vec<String> = c
+                .prepare("SELECT name FROM topics ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                if let Some(t) = topic_info(c, &n)? {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), HubError> {
+        let name = name.to_string();
+        self.with_admin(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id: Option<i64> = tx
+                .query_row("SELECT id FROM topics WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(id) = id else {
+                return Err(Err::Hub(HubError::TopicNotFound(name)));
+            };
+            tx.execute("DELETE FROM records WHERE topic_id = ?1", [id])?;
+            tx.execute("DELETE FROM consumer_offsets WHERE topic_id = ?1", [id])?;
+            tx.execute("DELETE FROM topics WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn producer(&self, topic: &str) -> Result<LocalProducer, HubError> {
+        if self.topic(topic).await?.is_none() {
+            return Err(HubError::TopicNotFound(topic.to_string()));
+        }
+        let p = self.path.clone();
+        let conn = blocking(&self.path, move || open_conn(&p)).await?;
+        Ok(LocalProducer {
+            path: self.path.clone(),
+            topic: topic.to_string(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub async fn consumer(
+        &self,
+        topic: &str,
+        partition: u32,
+        consumer_id: Option<&str>,
+        start: OffsetStart,
+    ) -> Result<LocalConsumer, HubError> {
+        if partition != 0 {
+            return Err(HubError::Invalid(format!(
+                "topic {topic:?} has one partition in the local hub; partition {partition} does not exist"
+            )));
+        }
+        let p = self.path.clone();
+        let t = topic.to_string();
+        let id = consumer_id.map(String::from);
+        let (conn, topic_id, position) = blocking(&self.path, move || {
+            let conn = open_conn(&p)?;
+            let topic_id = topic_id(&conn, &t)?;
+            let stored: Option<i64> = match &id {
+                Some(id) => conn
+                    .query_row(
+                        "SELECT next_offset FROM consumer_offsets WHERE consumer = ?1 AND topic_id = ?2 AND partition = 0",
+                        params![id, topic_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let end = end_offset(&conn, topic_id)?;
+            let position = match stored {
+                Some(o) => o,
+                None => match start {
+                    OffsetStart::Beginning => 0,
+                    OffsetStart::End => end,
+                    OffsetStart::Absolute(n) if n < 0 => (end + n).max(0),
+                    OffsetStart::Absolute(n) => n,
+                    OffsetStart::FromBeginning(n) => i64::from(n),
+                    OffsetStart::FromEnd(n) => (end - i64::from(n)).max(0),
+                },
+            };
+            Ok((conn, topic_id, position))
+        })
+        .await?;
+        Ok(LocalConsumer {
+            path: self.path.clone(),
+            topic: topic.to_string(),
+            topic_id,
+            consumer_id: consumer_id.map(String::from),
+            position,
+            conn: Arc::new(Mutex::new(conn)),
+            data_version: None,
+        })
+    }
+}
+
+/// Appends to one topic.
+#[derive(Debug)]
+pub struct LocalProducer {
+    path: PathBuf,
+    topic: String,
+    conn: Shared,
+}
+
+impl LocalProducer {
+    pub async fn send(&mut self, records: Vec<Record>) -> Result<i64, HubError> {
+        let conn = self.conn.clone();
+        let topic = self.topic.clone();
+        blocking(&self.path, move || {
+            let mut c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Looked up per batch: the topic may have been deleted and recreated meanwhile.
+            let id = topic_id(&tx, &topic)?;
+            let base = end_offset(&tx, id)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO records (topic_id, offset, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let mut hdr = Vec::new();
+                for (i, r) in records.iter().enumerate() {
+                    let headers = if r.headers.is_empty() {
+                        None
+                    } else {
+                        encode_headers(&r.headers, &mut hdr);
+                        Some(hdr.as_slice())
+                    };
+                    stmt.execute(params![
+                        id,
+                        base + i as i64,
+                        r.timestamp,
+                        r.key.as_deref(),
+                        r.value.as_ref(),
+                        headers
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(base)
+        })
+        .await
+    }
+}
+
+/// Reads one topic from a position, and stores that position under a consumer id.
+#[derive(Debug)]
+pub struct LocalConsumer {
+    path: PathBuf,
+    topic: String,
+    topic_id: i64,
+    consumer_id: Option<String>,
+    position: i64,
+    conn: Shared,
+    data_version: Option<i64>,
+}
+
+impl LocalConsumer {
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    pub async fn end_offset(&mut self) -> Result<i64, HubError> {
+        let conn = self.conn.clone();
+        let id = self.topic_id;
+        blocking(&self.path, move || {
+            let c = conn
+                .lock()
+                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            end_offset(&c, id)
+        })
+        .await
+    }
+
+    pub async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ConsumedRecord>, HubError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let conn = self.conn.clone();
+            let (id, from, known) = (self.topic_id, self.position, self.data_version);
+            let topic = self.topic.clone();
+            let (records, version) = blocking(&self.path, move || {
+                let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+                let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                if known == Some(version) {
+                    return Ok((Vec::new(), version));
+                }
+                let mut stmt = c.prepare_cached(
+                    "SELECT offset, ts, key, value, headers FROM records WHERE topic_id = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![id, from, max as i64], |r| {
+                    let headers: Option<Vec<u8>> = r.get(4)?;
+                    Ok(ConsumedRecord {
+                        topic: topic.clone(),
+                        partition: 0,
+                        offset: r.get(0)?,
+                        record: Record {
+                            timestamp: r.get(1)?,
+                            key: r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+                            value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                            headers: headers.map(|h| decode_headers(&h)).unwrap_or_default(),
+                        },
+                    })
+                })?;
+                let records = rows.collect::<Result<Vec<_>, _>>()?;
+                Ok((records, version))
+            })
+            .await?;
+            if let Some(last) = records.last() {
+                self.position = last.offset + 1;
+                // More may be waiting beyond `max`: look again next time regardless.
+                self.data_version = None;
+                return Ok(records);
+            }
+            // Nothing new: remember the version so the next poll is a single PRAGMA.
+            self.data_version = Some(version);
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn commit(&mut self, next_offset: i64) -> Result<(), HubError> {
+        let Some(consumer) = self.consumer_id.clone() else {
+            return Ok(());
+        };
+        let conn = self.conn.clone();
+        let id = self.topic_id;
+        blocking(&self.path, move || {
+            let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            c.execute(
+                "INSERT INTO consumer_offsets (consumer, topic_id, partition, next_offset, updated_ms) VALUES (?1, ?2, 0, ?3, ?4)
+                 ON CONFLICT (consumer, topic_id, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
+                params![consumer, id, next_offset, crate::record::now_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Errors inside a blocking closure, turned into [`HubError`] with the file's path after.
+enum Err {
+    Sql(rusqlite::Error),
+    Hub(HubError),
+    Io(String),
+}
+
+impl From<rusqlite::Error> for Err {
+    fn from(e: rusqlite::Error) -> Self {
+        Err::Sql(e)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: &std::path::Path,
+    f: impl FnOnce() -> Result<T, Err> + Send + 'static,
+) -> Result<T, HubError> {
+    let path_s = path.display().to_string();
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(Err::Sql(source))) => Err(HubError::Local {
+            path: path_s,
+            source,
+        }),
+        Ok(Err(Err::Hub(e))) => Err(e),
+        Ok(Err(Err::Io(message))) => Err(HubError::Io {
+            path: path_s,
+            message,
+        }),
+        Err(e) => Err(HubError::Io {
+            path: path_s,
+            message: format!("hub task failed: {e}"),
+        }),
+    }
+}
+
+fn open_conn(path: &std::path::Path) -> Result<Connection, Err> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+fn topic_id(c: &Connection, name: &str) -> Result<i64, Err> {
+    c.query_row("SELECT id FROM topics WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| Err::Hub(HubError::TopicNotFound(name.to_string())))
+}
+
+fn end_offset(c: &Connection, topic_id: i64) -> Result<i64, Err> {
+    let max: Option<i64> = c.query_row(
+        "SELECT MAX(offset) FROM records WHERE topic_id = ?1",
+        [topic_id],
+        |r| r.get(0),
+    )?;
+    Ok(max.map_or(0, |m| m + 1))
+}
+
+fn topic_info(c: &Connection, name: &str) -> Result<Option<TopicInfo>, Err> {
+    let row: Option<(i64, u32)> = c
+        .query_row(
+            "SELECT id, partitions FROM topics WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, partitions)) = row else {
+        return Ok(None);
+    };
+    let count: i64 = c.query_row(
+        "SELECT COUNT(*) FROM records WHERE topic_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    let next = end_offset(c, id)?;
+    Ok(Some(TopicInfo {
+        name: name.to_string(),
+        partitions,
+        records: count as u64,
+        next_offset: next,
+    }))
+}
+
+/// Headers as `u32 name length, name, u32 value length, value`, repeated; little endian.
+fn encode_headers(headers: &[(String, Bytes)], out: &mut Vec<u8>) {
+    out.clear();
+    for (k, v) in headers {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+}
+
+/// The inverse of [`encode_headers`]; a truncated tail (never written by this code) is
+/// ignored rather than failing the whole read.
+fn decode_headers(mut b: &[u8]) -> Vec<(String, Bytes)> {
+    fn take<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let out = b.get(4..4 + len)?;
+        *b = &b[4 + len..];
+        Some(out)
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (Some(k), Some(v)) = (take(&mut b), take(&mut b)) else {
+            break;
+        };
+        out.push((
+            String::from_utf8_lossy(k).into_owned(),
+            Bytes::copy_from_slice(v),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let h = vec![
+            ("a".to_string(), Bytes::from_static(b"1")),
+            ("content-type".to_string(), Bytes::from_static(b"")),
+        ];
+        let mut buf = Vec::new();
+        encode_headers(&h, &mut buf);
+        assert_eq!(decode_headers(&buf), h);
+    }
+
+    #[tokio::test]
+    async fn offsets_are_dense_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LocalHub::open(dir.path().join("hub.db")).await.unwrap();
+        hub.create_topic("t", 1).await.unwrap();
+        assert!(matches!(
+            hub.create_topic("t", 1).await,
+            Err(HubError::TopicExists(_))
+        ));
+        let mut p = hub.producer("t").await.unwrap();
+        assert_eq!(
+            p.send(vec![Record::new("a"), Record::new("b")])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            p.send(vec![Record::new("c").with_key("k")]).await.unwrap(),
+            2
+        );
+
+        let mut c = hub
+            .consumer("t", 0, Some("g"), OffsetStart::Beginning)
+            .await
+            .unwrap();
+        let got = c.fetch(2, Duration::ZERO).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1]);
+        c.commit(2).await.unwrap();
+
+        let mut c = hub
+            .consumer("t", 0, Some("g"), OffsetStart::Beginning)
+            .await
+            .unwrap();
+        let got = c.fetch(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].record.key.as_deref(), Some(&b"k"[..]));
+        assert!(
+            c.fetch(10, Duration::from_millis(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut end = hub
+            .consumer("t", 0, None, OffsetStart::FromEnd(1))
+            .await
+            .unwrap();
+        assert_eq!(end.fetch(10, Duration::ZERO).await.unwrap()[0].offset, 2);
+    }
+}

@@ -1,0 +1,277 @@
+//! The hub: where topics live.
+//!
+//! Selected by a URL (`RUNNEL_HUB` or `--hub`):
+//!
+//! - `local:` or `local:PATH`: an embedded SQLite store ([`local`]), the default. Several
+//!   processes on one machine may share one file.
+//!
+//! Every hub gives the same guarantees: records in a topic partition have dense, increasing
+//! offsets; a producer's `send` returns only once the records are durable in the hub; a
+//! consumer's committed offset is the next offset it will read after a restart.
+
+pub mod local;
+
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use crate::{
+    config::OffsetStart,
+    record::{ConsumedRecord, Record},
+};
+
+/// Errors of any hub.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(
+        "topic {0:?} does not exist: create it with `runnel topic create {0}`, or set create-topic: true in the connector's meta"
+    )]
+    TopicNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error(
+        "invalid topic name {0:?}: use letters, digits, '.', '_' and '-', at most 249 characters"
+    )]
+    InvalidTopicName(String),
+    #[error("invalid hub URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("the {0} hub is not part of this build yet; use local: (the embedded hub)")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("local hub {path}: {source}")]
+    Local {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("local hub {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// Where the hub is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubUrl {
+    /// The embedded store in this file.
+    Local(PathBuf),
+}
+
+impl HubUrl {
+    /// The hub selected by `RUNNEL_HUB`, or the default local store.
+    pub fn from_env() -> Result<Self, HubError> {
+        match std::env::var("RUNNEL_HUB") {
+            Ok(s) if !s.trim().is_empty() => s.parse(),
+            _ => Ok(HubUrl::Local(default_local_path())),
+        }
+    }
+}
+
+/// Where `local:` keeps its file when no path is given: `$RUNNEL_HOME/hub.db`, else
+/// `$XDG_DATA_HOME/runnel/hub.db`, else `~/.local/share/runnel/hub.db`, else `./runnel-hub.db`.
+pub fn default_local_path() -> PathBuf {
+    if let Some(home) = std::env::var_os("RUNNEL_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(home).join("hub.db");
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(data).join("runnel/hub.db");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(home).join(".local/share/runnel/hub.db");
+    }
+    PathBuf::from("runnel-hub.db")
+}
+
+impl FromStr for HubUrl {
+    type Err = HubError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("local:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            return Ok(HubUrl::Local(if path.is_empty() {
+                default_local_path()
+            } else {
+                PathBuf::from(path)
+            }));
+        }
+        if s.starts_with("kafka://") {
+            return Err(HubError::Unsupported("kafka"));
+        }
+        if s.starts_with("nats://") {
+            return Err(HubError::Unsupported("nats"));
+        }
+        Err(HubError::InvalidUrl {
+            url: s.to_string(),
+            reason: "expected local:[PATH]".into(),
+        })
+    }
+}
+
+impl fmt::Display for HubUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HubUrl::Local(p) => write!(f, "local:{}", p.display()),
+        }
+    }
+}
+
+/// A topic as `runnel topic list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+    /// Records currently held.
+    pub records: u64,
+    /// The offset the next record will get.
+    pub next_offset: i64,
+}
+
+/// A connection to a hub.
+#[derive(Debug, Clone)]
+pub enum Hub {
+    Local(local::LocalHub),
+}
+
+impl Hub {
+    pub async fn connect(url: &HubUrl) -> Result<Hub, HubError> {
+        match url {
+            HubUrl::Local(path) => Ok(Hub::Local(local::LocalHub::open(path.clone()).await?)),
+        }
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), HubError> {
+        validate_topic_name(name)?;
+        match self {
+            Hub::Local(h) => h.create_topic(name, partitions).await,
+        }
+    }
+
+    /// Fluvio's topic rule for a connector: with `create`, a missing topic is created and an
+    /// existing one left alone; without it, a missing topic is an error.
+    pub async fn ensure_topic(
+        &self,
+        name: &str,
+        create: bool,
+        partitions: Option<u32>,
+    ) -> Result<(), HubError> {
+        if self.topic(name).await?.is_some() {
+            return Ok(());
+        }
+        if !create {
+            return Err(HubError::TopicNotFound(name.to_string()));
+        }
+        match self.create_topic(name, partitions.unwrap_or(1)).await {
+            // Another process created it between our look and our create.
+            Ok(()) | Err(HubError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
+        match self {
+            Hub::Local(h) => h.topic(name).await,
+        }
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, HubError> {
+        match self {
+            Hub::Local(h) => h.list_topics().await,
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), HubError> {
+        match self {
+            Hub::Local(h) => h.delete_topic(name).await,
+        }
+    }
+
+    pub async fn producer(&self, topic: &str) -> Result<Producer, HubError> {
+        match self {
+            Hub::Local(h) => Ok(Producer::Local(h.producer(topic).await?)),
+        }
+    }
+
+    /// A consumer of one partition. With `consumer_id`, it resumes from that id's committed
+    /// offset and `start` applies only when none is stored.
+    pub async fn consumer(
+        &self,
+        topic: &str,
+        partition: u32,
+        consumer_id: Option<&str>,
+        start: OffsetStart,
+    ) -> Result<Consumer, HubError> {
+        match self {
+            Hub::Local(h) => Ok(Consumer::Local(
+                h.consumer(topic, partition, consumer_id, start).await?,
+            )),
+        }
+    }
+}
+
+/// Writes records into one topic.
+#[derive(Debug)]
+pub enum Producer {
+    Local(local::LocalProducer),
+}
+
+impl Producer {
+    /// Appends `records` in order; returns the offset of the first once they are durable.
+    pub async fn send(&mut self, records: Vec<Record>) -> Result<i64, HubError> {
+        match self {
+            Producer::Local(p) => p.send(records).await,
+        }
+    }
+}
+
+/// Reads records from one topic partition.
+#[derive(Debug)]
+pub enum Consumer {
+    Local(local::LocalConsumer),
+}
+
+impl Consumer {
+    /// Up to `max` records from the current position; waits up to `wait` for the first one.
+    /// An empty result means nothing arrived in time.
+    pub async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ConsumedRecord>, HubError> {
+        match self {
+            Consumer::Local(c) => c.fetch(max, wait).await,
+        }
+    }
+
+    /// Stores `next_offset` as the position this consumer id resumes from.
+    pub async fn commit(&mut self, next_offset: i64) -> Result<(), HubError> {
+        match self {
+            Consumer::Local(c) => c.commit(next_offset).await,
+        }
+    }
+
+    /// The offset the next fetch starts at.
+    pub fn position(&self) -> i64 {
+        match self {
+            Consumer::Local(c) => c.position(),
+        }
+    }
+
+    /// The offset one past the last record in the partition.
+    pub async fn end_offset(&mut self) -> Result<i64, HubError> {
+        match self {
+            Consumer::Local(c) => c.end_offset().await,
+        }
+    }
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), HubError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(HubError::InvalidTopicName(name.to_string()))
+    }
+}

@@ -1,0 +1,31 @@
+//! The library every Runnel connector links.
+//!
+//! A connector binary supplies two things: the protocol side (talking to the outside system)
+//! and the extract side (turning its messages into [`Record`]s and back). Everything else lives
+//! here:
+//!
+//! - [`config`]: both Fluvio `connect.yml` formats, `${{ secrets.NAME }}` templating, flags that
+//!   override the file, validation with errors that name the file and the field path.
+//! - [`hub`]: where topics live. `local:` is an embedded SQLite store shared by processes on
+//!   one machine.
+//! - [`pipeline`]: the stage pipeline for sources (protocol → extract → hub) and sinks
+//!   (hub → extract → protocol), with batching, retries, dead-letter and at-least-once commits.
+//! - [`server`]: `/healthz`, `/readyz` and Prometheus `/metrics`.
+//! - [`telemetry`]: logs (text or JSON) that never print a secret, and the metrics registry.
+//! - [`shutdown`]: SIGTERM/SIGINT handling passed into every task, so tests control it.
+//! - [`app`]: the `main` every connector shares: flags, `--check`, `--schema`, wiring.
+
+pub mod app;
+pub mod config;
+pub mod hub;
+pub mod pipeline;
+pub mod record;
+pub mod retry;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use record::{ConsumedRecord, Record};
+
+/// Errors from a protocol or an outside system, as a connector reports them to the runtime.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

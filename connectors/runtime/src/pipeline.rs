@@ -1,0 +1,536 @@
+//! The stage pipeline.
+//!
+//! Source: the connector's protocol task hands records to a [`SourceContext`]; a bounded
+//! channel carries them to the producer stage, which batches (up to `linger` and the batch
+//! size), writes each batch to the hub, and only then acknowledges the records to the
+//! protocol side (for protocols that ack, such as MQTT QoS 1).
+//!
+//! Sink: batches are fetched from the hub, delivered through the connector's [`Deliver`]
+//! with retries and backoff, failures follow the [`ErrorPolicy`], and the consumer offset is
+//! committed only after every record of the batch was delivered or handled by the policy.
+//! A crash therefore redelivers at most the batch in flight: at-least-once.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    time::Instant,
+};
+
+use crate::{
+    BoxError,
+    config::OffsetStart,
+    hub::{Hub, HubError, Producer},
+    record::{ConsumedRecord, Record},
+    retry::{Backoff, RetryConfig},
+    server::Health,
+    shutdown::{self, Shutdown},
+    telemetry::Metrics,
+};
+
+/// Why a pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("hub: {0}")]
+    Hub(#[from] HubError),
+    #[error("{0}")]
+    Protocol(String),
+    #[error(
+        "record at offset {offset} failed after {attempts} attempt(s) and on_error is stop: {message}"
+    )]
+    Stopped {
+        offset: i64,
+        attempts: u32,
+        message: String,
+    },
+}
+
+/// The pipeline has stopped taking records (shutdown, or the hub side failed).
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline has stopped")]
+pub struct Closed;
+
+struct Envelope {
+    record: Record,
+    entered: Instant,
+    ack: Option<oneshot::Sender<()>>,
+}
+
+/// What a source's protocol task gets: a way to hand records on, and the shared services.
+#[derive(Clone)]
+pub struct SourceContext {
+    tx: mpsc::Sender<Envelope>,
+    shutdown: Shutdown,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl SourceContext {
+    /// Hands a record on; waits while the producer stage is full (backpressure).
+    pub async fn send(&self, record: Record) -> Result<(), Closed> {
+        self.push(record, None).await
+    }
+
+    /// Hands a record on and returns a receiver that completes once the hub has it. Use it
+    /// to acknowledge the outside system only after the record is safe.
+    pub async fn send_acked(&self, record: Record) -> Result<oneshot::Receiver<()>, Closed> {
+        let (tx, rx) = oneshot::channel();
+        self.push(record, Some(tx)).await?;
+        Ok(rx)
+    }
+
+    async fn push(&self, record: Record, ack: Option<oneshot::Sender<()>>) -> Result<(), Closed> {
+        self.metrics.records_in.inc();
+        self.metrics.bytes_in.inc_by(record.size() as u64);
+        self.tx
+            .send(Envelope {
+                record,
+                entered: Instant::now(),
+                ack,
+            })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Fires when the connector should stop; protocol loops select on it.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// How the producer stage batches.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Wait this long for more records before writing a batch that is not full.
+    pub linger: Duration,
+    /// Write once a batch holds this many bytes.
+    pub batch_bytes: usize,
+    /// And at most this many records.
+    pub batch_records: usize,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            linger: Duration::ZERO,
+            batch_bytes: 1 << 20,
+            batch_records: 4096,
+        }
+    }
+}
+
+/// Runs a source: `protocol` produces records through its [`SourceContext`] until it returns
+/// or shutdown fires; every record it handed on is in the hub when this returns `Ok`.
+pub async fn run_source<F, Fut>(
+    hub: &Hub,
+    topic: &str,
+    settings: SourceSettings,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    protocol: F,
+) -> Result<(), PipelineError>
+where
+    F: FnOnce(SourceContext) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let producer = hub.producer(topic).await?;
+    health.set_hub(true);
+    // The protocol sees an inner shutdown that also fires when the producer stage fails.
+    let (stop, inner) = shutdown::channel();
+    let forward = {
+        let stop = stop.clone();
+        let outer = shutdown.clone();
+        tokio::spawn(async move {
+            outer.wait().await;
+            stop.trigger();
+        })
+    };
+    let (tx, rx) = mpsc::channel(settings.batch_records * 2);
+    let ctx = SourceContext {
+        tx,
+        shutdown: inner,
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let producing = produce_loop(producer, rx, settings, metrics, health, stop.clone());
+    let protocol = async move {
+        let r = protocol(ctx).await;
+        r.map_err(|e| PipelineError::Protocol(e.to_string()))
+    };
+    let (p, q) = tokio::join!(protocol, producing);
+    forward.abort();
+    // The hub error is the cause when both failed: the protocol only saw the pipeline close.
+    q?;
+    p
+}
+
+async fn produce_loop(
+    mut producer: Producer,
+    mut rx: mpsc::Receiver<Envelope>,
+    settings: SourceSettings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: shutdown::Trigger,
+) -> Result<(), PipelineError> {
+    let max = settings.batch_records.max(1);
+    let mut buf: Vec<Envelope> = Vec::with_capacity(max);
+    loop {
+        buf.clear();
+        if rx.recv_many(&mut buf, max).await == 0 {
+            return Ok(());
+        }
+        if !settings.linger.is_zero() {
+            let deadline = Instant::now() + settings.linger;
+            let mut bytes: usize = buf.iter().map(|e| e.record.size()).sum();
+            while buf.len() < max && bytes < settings.batch_bytes {
+                let before = buf.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut buf, max - before) => if n == 0 { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+                bytes += buf[before..].iter().map(|e| e.record.size()).sum::<usize>();
+            }
+        }
+        let records: Vec<Record> = buf.iter().map(|e| e.record.clone()).collect();
+        let bytes: usize = records.iter().map(Record::size).sum();
+        if let Err(e) = send_with_retry(&mut producer, records, &health, &metrics).await {
+            stop.trigger();
+            return Err(e.into());
+        }
+        metrics.records_out.inc_by(buf.len() as u64);
+        metrics.bytes_out.inc_by(bytes as u64);
+        let now = Instant::now();
+        for e in buf.drain(..) {
+            metrics.observe_latency(now - e.entered);
+            if let Some(ack) = e.ack {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// Hub writes are retried with backoff for about a minute before the connector gives up;
+/// giving up exits non-zero so a supervisor restarts it, and nothing unacked is lost.
+async fn send_with_retry(
+    producer: &mut Producer,
+    records: Vec<Record>,
+    health: &Health,
+    metrics: &Metrics,
+) -> Result<i64, HubError> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut attempt = 1;
+    loop {
+        match producer.send(records.clone()).await {
+            Ok(base) => {
+                health.set_hub(true);
+                return Ok(base);
+            }
+            Err(e @ HubError::TopicNotFound(_)) => return Err(e),
+            Err(e) if attempt >= 10 => return Err(e),
+            Err(e) => {
+                health.set_hub(false);
+                metrics.retries.inc();
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "Writing to the hub failed; retrying.");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// What happens to a record that still fails after its retries.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Write it to the dead-letter topic with the error in its headers, then go on.
+    #[default]
+    DeadLetter,
+    /// Log it (offset and error) and go on.
+    Skip,
+    /// Stop the connector without committing, so it is retried after a restart.
+    Stop,
+}
+
+/// A failed delivery attempt, as a sink connector reports it.
+#[derive(Debug, Clone)]
+pub struct DeliveryError {
+    /// Worth another attempt (timeouts, 5xx, 429); `false` for errors a retry cannot fix.
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl DeliveryError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        DeliveryError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        DeliveryError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// The protocol side of a sink: sends one record to the outside system.
+pub trait Deliver: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        record: &ConsumedRecord,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+/// How a sink reads, delivers and handles failures.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub partition: u32,
+    /// Offsets are stored under this id; `None` never stores them.
+    pub consumer_id: Option<String>,
+    /// Where to start when no offset is stored.
+    pub start: OffsetStart,
+    pub batch_records: usize,
+    /// Records in flight at once. Records with the same key are always delivered in order;
+    /// with 1, every record is.
+    pub concurrency: usize,
+    pub retry: RetryConfig,
+    pub on_error: ErrorPolicy,
+    pub dead_letter_topic: String,
+    /// The connector's name, put in dead-letter headers.
+    pub connector: String,
+}
+
+struct Failure {
+    index: usize,
+    attempts: u32,
+    error: DeliveryError,
+}
+
+/// Runs a sink until shutdown, or until a record fails under `on_error: stop`.
+pub async fn run_sink<D: Deliver>(
+    hub: &Hub,
+    topic: &str,
+    settings: SinkSettings,
+    deliver: Arc<D>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> Result<(), PipelineError> {
+    let mut consumer = hub
+        .consumer(
+            topic,
+            settings.partition,
+            settings.consumer_id.as_deref(),
+            settings.start,
+        )
+        .await?;
+    health.set_hub(true);
+    let mut dead_letter: Option<Producer> = None;
+    let settings = Arc::new(settings);
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return Ok(()),
+            r = consumer.fetch(settings.batch_records, Duration::from_millis(500)) => r?,
+        };
+        let Some(last) = batch.last().map(|r| r.offset) else {
+            continue;
+        };
+        metrics.records_in.inc_by(batch.len() as u64);
+        metrics
+            .bytes_in
+            .inc_by(batch.iter().map(|r| r.record.size() as u64).sum());
+        let batch = Arc::new(batch);
+        let Some(failures) = deliver_batch(&batch, &deliver, &settings, &metrics, &shutdown).await
+        else {
+            // Interrupted by shutdown mid-batch: not committed, redelivered after restart.
+            tracing::info!(
+                from_offset = batch[0].offset,
+                "Stopped mid-batch; it will be delivered again after a restart."
+            );
+            return Ok(());
+        };
+        for f in failures {
+            let rec = &batch[f.index];
+            metrics.records_failed.inc();
+            match settings.on_error {
+                ErrorPolicy::Stop => {
+                    return Err(PipelineError::Stopped {
+                        offset: rec.offset,
+                        attempts: f.attempts,
+                        message: f.error.message,
+                    });
+                }
+                ErrorPolicy::Skip => {
+                    tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, "Record not delivered; skipped as on_error says.");
+                }
+                ErrorPolicy::DeadLetter => {
+                    let producer = match &mut dead_letter {
+                        Some(p) => p,
+                        None => {
+                            hub.ensure_topic(&settings.dead_letter_topic, true, None)
+                                .await?;
+                            dead_letter.insert(hub.producer(&settings.dead_letter_topic).await?)
+                        }
+                    };
+                    let dl = dead_letter_record(rec, &f, &settings.connector);
+                    send_with_retry(producer, vec![dl], &health, &metrics).await?;
+                    metrics.records_dead_lettered.inc();
+                    tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, topic = %settings.dead_letter_topic, "Record not delivered; written to the dead-letter topic.");
+                }
+            }
+        }
+        if settings.consumer_id.is_some() {
+            consumer.commit(last + 1).await?;
+        }
+    }
+}
+
+fn dead_letter_record(rec: &ConsumedRecord, f: &Failure, connector: &str) -> Record {
+    let mut r = rec.record.clone();
+    for (k, v) in [
+        ("runnel-error", f.error.message.clone()),
+        ("runnel-attempts", f.attempts.to_string()),
+        ("runnel-topic", rec.topic.clone()),
+        ("runnel-partition", rec.partition.to_string()),
+        ("runnel-offset", rec.offset.to_string()),
+        ("runnel-connector", connector.to_string()),
+    ] {
+        r.headers.push((k.to_string(), Bytes::from(v)));
+    }
+    r
+}
+
+/// Delivers a batch; `None` when shutdown interrupted it.
+async fn deliver_batch<D: Deliver>(
+    batch: &Arc<Vec<ConsumedRecord>>,
+    deliver: &Arc<D>,
+    settings: &Arc<SinkSettings>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Option<Vec<Failure>> {
+    if settings.concurrency <= 1 {
+        let mut failures = Vec::new();
+        for i in 0..batch.len() {
+            if let Some(f) = deliver_one(&**deliver, batch, i, settings, metrics, shutdown).await? {
+                failures.push(f);
+            }
+        }
+        return Some(failures);
+    }
+    // Groups of indexes that must go in order: one per key, one per keyless record.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: HashMap<&[u8], usize> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        match &r.record.key {
+            Some(k) => {
+                let g = *by_key.entry(k.as_ref()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for group in groups {
+        let (batch, deliver, settings, metrics, shutdown, permits) = (
+            batch.clone(),
+            deliver.clone(),
+            settings.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            permits.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok()?;
+            let mut failures = Vec::new();
+            for i in group {
+                if let Some(f) =
+                    deliver_one(&*deliver, &batch, i, &settings, &metrics, &shutdown).await?
+                {
+                    failures.push(f);
+                }
+            }
+            Some(failures)
+        });
+    }
+    let mut failures = Vec::new();
+    let mut interrupted = false;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Some(f)) => failures.extend(f),
+            Ok(None) => interrupted = true,
+            Err(e) => {
+                // A panic in a connector's deliver: treat the batch as not delivered.
+                tracing::error!(error = %e, "A delivery task failed.");
+                interrupted = true;
+            }
+        }
+    }
+    if interrupted {
+        return None;
+    }
+    failures.sort_by_key(|f| f.index);
+    Some(failures)
+}
+
+/// One record with retries. `Some(None)`: delivered; `Some(Some(f))`: failed for good;
+/// `None`: shutdown came first.
+async fn deliver_one<D: Deliver>(
+    deliver: &D,
+    batch: &[ConsumedRecord],
+    index: usize,
+    settings: &SinkSettings,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> Option<Option<Failure>> {
+    let rec = &batch[index];
+    let started = Instant::now();
+    let mut backoff = Backoff::from_config(&settings.retry);
+    let max = settings.retry.max_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match deliver.deliver(rec).await {
+            Ok(()) => {
+                metrics.records_out.inc();
+                metrics.bytes_out.inc_by(rec.record.size() as u64);
+                metrics.observe_latency(started.elapsed());
+                return Some(None);
+            }
+            Err(error) if !error.retryable || attempt >= max => {
+                return Some(Some(Failure {
+                    index,
+                    attempts: attempt,
+                    error,
+                }));
+            }
+            Err(error) => {
+                metrics.retries.inc();
+                let wait = backoff.next_delay();
+                tracing::debug!(offset = rec.offset, attempt, error = %error.message, retry_in_ms = wait.as_millis() as u64, "Delivery failed; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait() => return None,
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
