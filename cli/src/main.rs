@@ -1,1 +1,55 @@
-fn main() {}
+//! `runnel`: work with topics on a hub (and, later, connectors on Kubernetes).
+
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel: connectors, topics and SmartModules."
+)]
+struct Cli {
+    /// The hub: local:[PATH] (the default, embedded).
+    #[arg(long, global = true, env = "RUNNEL_HUB", value_name = "URL")]
+    hub: Option<String>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Create, list, delete, produce to and consume from topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Commands::Topic(cmd) => topic::run(cli.hub.as_deref(), cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

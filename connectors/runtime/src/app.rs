@@ -113,13 +113,12 @@ pub fn prepare<C: ConnectorKind>(
     if argv.get(1).is_some_and(|a| a == "--") {
         argv.remove(1);
     }
-    let cmd = Command::new(C::TYPE)
+    let cmd = CommonArgs::augment_args(Command::new(C::TYPE))
         .version(env!("CARGO_PKG_VERSION"))
         .about(format!(
             "The Runnel {} connector. Options come from --config FILE and from flags; flags win.",
             C::TYPE
         ));
-    let cmd = CommonArgs::augment_args(cmd);
     let schema = schemars::schema_for!(C::Config);
     let (cmd, field_flags) =
         flags::add_section_flags(cmd, &schema, C::SECTION, RESERVED, C::FLAG_ALIASES);

@@ -43,8 +43,8 @@ pub fn add_section_flags(
     let Some(props) = root.get("properties").and_then(Json::as_object) else {
         return (cmd, out);
     };
-    for (field, prop) in props {
-        let prop = resolve_ref(root, prop);
+    for (field, declared) in props {
+        let prop = resolve_ref(root, declared);
         let kebab = field.replace('_', "-");
         let id = if reserved.contains(&kebab.as_str()) {
             format!("{section}-{kebab}")
@@ -52,10 +52,17 @@ pub fn add_section_flags(
             kebab.clone()
         };
         let kind = kind_of(root, prop);
-        let help = prop
+        // The field's own doc comment first, the type's when the field has none.
+        let help = declared
             .get("description")
+            .or_else(|| prop.get("description"))
             .and_then(Json::as_str)
-            .map(|d| d.lines().next().unwrap_or_default().to_string())
+            .map(|d| {
+                d.split("\n\n")
+                    .next()
+                    .unwrap_or_default()
+                    .replace('\n', " ")
+            })
             .unwrap_or_default();
         let mut arg = Arg::new(id.clone())
             .long(id.clone())

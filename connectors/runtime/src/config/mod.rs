@@ -224,7 +224,7 @@ pub fn load<C: ConnectorKind>(
             })?;
             (label, doc)
         }
-        None => ("command line".to_string(), skeleton::<C>(overrides)),
+        None => ("command line".to_string(), skeleton::<C>()),
     };
     resolve::<C>(doc, store, overrides).map_err(|error| ConfigError { file: label, error })
 }
@@ -252,13 +252,11 @@ fn parse_yaml(text: &str) -> Result<Value, FieldError> {
 }
 
 /// With no file, the config starts as a minimal versioned document that flags fill in.
-fn skeleton<C: ConnectorKind>(overrides: &Overrides) -> Value {
+fn skeleton<C: ConnectorKind>() -> Value {
     let mut meta = Mapping::new();
     meta.insert("name".into(), C::TYPE.into());
     meta.insert("type".into(), C::TYPE.into());
-    if overrides.topic.is_none() {
-        // Left out on purpose: the missing-field error then says what to pass.
-    }
+    // The topic comes from --topic; without it the missing-field error says so.
     let mut doc = Mapping::new();
     doc.insert("apiVersion".into(), "0.2.0".into());
     doc.insert("meta".into(), Value::Mapping(meta));
@@ -300,6 +298,7 @@ fn resolve<C: ConnectorKind>(
 
     // Flags are merged before templating so they may use ${{ secrets.NAME }} too.
     apply_section_overrides::<C>(&mut doc, versioned, &overrides.section);
+    apply_meta_overrides(&mut doc, versioned, overrides);
 
     let mut used = Vec::new();
     let mut doc = Value::Mapping(doc);
@@ -313,7 +312,6 @@ fn resolve<C: ConnectorKind>(
     } else {
         normalize_flat::<C>(doc)?
     };
-    apply_meta_overrides(&mut norm.meta, overrides);
     check_type::<C>(&mut norm.meta)?;
     for name in &norm.meta.secrets {
         match store.get(name) {
@@ -377,18 +375,45 @@ fn apply_section_overrides<C: ConnectorKind>(
     }
 }
 
-fn apply_meta_overrides(meta: &mut Meta, o: &Overrides) {
+fn apply_meta_overrides(doc: &mut Mapping, versioned: bool, o: &Overrides) {
+    fn mapping<'a>(parent: &'a mut Mapping, key: &str) -> &'a mut Mapping {
+        let entry = parent
+            .entry(key.into())
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if !entry.is_mapping() {
+            *entry = Value::Mapping(Mapping::new());
+        }
+        match entry {
+            Value::Mapping(m) => m,
+            _ => unreachable!("just made a mapping"),
+        }
+    }
+    let meta = if versioned { mapping(doc, "meta") } else { doc };
     if let Some(n) = &o.name {
-        meta.name = n.clone();
+        meta.insert("name".into(), n.as_str().into());
     }
     if let Some(t) = &o.topic {
-        meta.topic = t.clone();
+        // A topic config keeps its settings; only its name changes.
+        match meta.get_mut("topic") {
+            Some(Value::Mapping(tc)) => {
+                mapping(tc, "meta").insert("name".into(), t.as_str().into());
+            }
+            _ => {
+                meta.insert("topic".into(), t.as_str().into());
+            }
+        }
     }
     if let Some(c) = o.create_topic {
-        meta.create_topic = c;
+        meta.remove("create_topic");
+        let key = if versioned {
+            "create-topic"
+        } else {
+            "create_topic"
+        };
+        meta.insert(key.into(), c.into());
     }
     if let Some(id) = &o.consumer_id {
-        meta.consumer.id = Some(id.clone());
+        mapping(meta, "consumer").insert("id".into(), id.as_str().into());
     }
 }
 
@@ -619,4 +644,30 @@ fn scalar_text(v: &Value) -> String {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
     }
+}
+
+/// Splits a `Name: value` header line as Fluvio's HTTP connectors write them; checks the
+/// list and reports the index of a bad entry relative to `field`.
+pub fn parse_header_lines(
+    field: &str,
+    lines: &[String],
+) -> Result<Vec<(String, String)>, FieldError> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let bad = || {
+                FieldError::new(
+                    format!("{field}[{i}]"),
+                    format!("expected \"Name: value\", found {line:?}"),
+                )
+            };
+            let (k, v) = line.split_once(':').ok_or_else(bad)?;
+            let k = k.trim();
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(bad());
+            }
+            Ok((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
