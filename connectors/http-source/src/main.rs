@@ -1,1 +1,482 @@
-fn main() {}
+//! http-source: polls an HTTP endpoint every `interval`, or keeps one response open and
+//! splits it into records at `delimiter` (`stream: true`), as Fluvio's http-source does.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{Client, Response, StatusCode, header::HeaderMap};
+use runnel_runtime::{
+    BoxError, Record, app,
+    config::{ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Validate},
+    pipeline::SourceContext,
+    retry::Backoff,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+struct HttpSource;
+
+impl ConnectorKind for HttpSource {
+    const TYPE: &'static str = "http-source";
+    const ALIASES: &'static [&'static str] = &["http"];
+    const SECTION: &'static str = "http";
+    const DIRECTION: Direction = Direction::Source;
+    type Config = HttpSourceConfig;
+}
+
+/// Options of http-source (the `http:` section).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct HttpSourceConfig {
+    /// The URL to request (http:// or https://).
+    endpoint: String,
+    /// The request method. Default GET.
+    #[serde(default = "default_method")]
+    method: String,
+    /// Request headers, each written "Name: value".
+    #[serde(default)]
+    headers: Vec<String>,
+    /// A body to send with each request.
+    body: Option<String>,
+    /// The User-Agent header. Default runnel-http-source/VERSION.
+    #[serde(alias = "user-agent")]
+    user_agent: Option<String>,
+    /// Time between polls. Default 10s.
+    #[serde(default = "default_interval")]
+    interval: HumanDuration,
+    /// What a record holds: body (default), or full (status line, headers and body).
+    #[serde(default, alias = "output-parts")]
+    output_parts: OutputParts,
+    /// How the parts are written: text (default), or json ({"body": ...} with
+    /// "status" and "header" for full).
+    #[serde(default, alias = "output-type")]
+    output_type: OutputType,
+    /// Keep one response open and turn each delimited piece of it into a record.
+    #[serde(default)]
+    stream: bool,
+    /// What separates records in stream mode. Default "\n".
+    #[serde(default = "default_delimiter")]
+    delimiter: String,
+    /// How long one poll may take, from connecting to the end of the body. Default 30s.
+    #[serde(default = "default_timeout", alias = "request-timeout")]
+    request_timeout: HumanDuration,
+    /// What a non-2xx response does: skip (log it, count it in records_failed and, for 429
+    /// and 5xx, back off; the default), record (write it as a record like any other), or
+    /// stop (exit with an error).
+    #[serde(default, alias = "on-error-status")]
+    on_error_status: StatusPolicy,
+    /// The first wait after a failed request or a dropped stream; it doubles after each
+    /// failure up to max_backoff, with jitter. Default 500ms.
+    #[serde(default = "default_initial_backoff", alias = "initial-backoff")]
+    initial_backoff: HumanDuration,
+    /// The longest wait between reconnects. Default 30s.
+    #[serde(default = "default_max_backoff", alias = "max-backoff")]
+    max_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum OutputParts {
+    #[default]
+    Body,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum OutputType {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum StatusPolicy {
+    #[default]
+    Skip,
+    Record,
+    Stop,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_interval() -> HumanDuration {
+    HumanDuration::from_millis(10_000)
+}
+fn default_delimiter() -> String {
+    "\n".into()
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+
+impl Validate for HttpSourceConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        http_common::endpoint("endpoint", &self.endpoint)?;
+        http_common::method("method", &self.method)?;
+        http_common::header_map("headers", &self.headers)?;
+        if self.stream && http_common::unescape(&self.delimiter).is_empty() {
+            return Err(FieldError::new(
+                "delimiter",
+                "empty: stream mode needs a separator",
+            ));
+        }
+        if self.request_timeout.0.is_zero() {
+            return Err(FieldError::new("request_timeout", "must be more than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// A request ready to send again and again.
+struct Poller {
+    client: Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: Option<String>,
+    parts: OutputParts,
+    kind: OutputType,
+}
+
+enum Failure {
+    /// The request did not complete: connect, TLS, timeout, a dropped body.
+    Transport(String),
+    /// A non-2xx answer that the policy did not turn into a record.
+    Status {
+        code: StatusCode,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Poller {
+    fn new(c: &HttpSourceConfig) -> Result<Self, BoxError> {
+        let client = Client::builder()
+            .user_agent(
+                c.user_agent
+                    .clone()
+                    .unwrap_or_else(|| http_common::default_user_agent("http-source")),
+            )
+            .connect_timeout(c.request_timeout.0)
+            .tcp_keepalive(Duration::from_secs(30))
+            .build()
+            .map_err(http_common::describe)?;
+        Ok(Poller {
+            client,
+            method: http_common::method("http.method", &c.method)?,
+            url: http_common::endpoint("http.endpoint", &c.endpoint)?,
+            headers: http_common::header_map("http.headers", &c.headers)?,
+            body: c.body.clone(),
+            parts: c.output_parts,
+            kind: c.output_type,
+        })
+    }
+
+    fn request(&self) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone());
+        if let Some(b) = &self.body {
+            req = req.body(b.clone());
+        }
+        req
+    }
+
+    /// Formats one piece of a response as a record value.
+    fn value(&self, resp: &ResponseHead, body: &[u8]) -> Bytes {
+        match (self.parts, self.kind) {
+            (OutputParts::Body, OutputType::Text) => Bytes::copy_from_slice(body),
+            (OutputParts::Body, OutputType::Json) => {
+                json_bytes(&serde_json::json!({ "body": String::from_utf8_lossy(body) }))
+            }
+            (OutputParts::Full, OutputType::Text) => {
+                let mut out = format!("{:?} {}\n", resp.version, resp.status);
+                for (k, v) in &resp.headers {
+                    out.push_str(k.as_str());
+                    out.push_str(": ");
+                    out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    out.push('\n');
+                }
+                out.push('\n');
+                let mut b = out.into_bytes();
+                b.extend_from_slice(body);
+                Bytes::from(b)
+            }
+            (OutputParts::Full, OutputType::Json) => {
+                let mut header = serde_json::Map::new();
+                for (k, v) in &resp.headers {
+                    let v = serde_json::Value::from(String::from_utf8_lossy(v.as_bytes()));
+                    match header.get_mut(k.as_str()) {
+                        Some(serde_json::Value::Array(a)) => a.push(v),
+                        Some(prev) => *prev = serde_json::Value::Array(vec![prev.take(), v]),
+                        None => {
+                            header.insert(k.as_str().to_string(), v);
+                        }
+                    }
+                }
+                json_bytes(&serde_json::json!({
+                    "status": {
+                        "version": format!("{:?}", resp.version),
+                        "code": resp.status.as_u16(),
+                        "string": resp.status.canonical_reason().unwrap_or(""),
+                    },
+                    "header": header,
+                    "body": String::from_utf8_lossy(body),
+                }))
+            }
+        }
+    }
+}
+
+struct ResponseHead {
+    status: StatusCode,
+    version: reqwest::Version,
+    headers: HeaderMap,
+}
+
+impl ResponseHead {
+    fn of(r: &Response) -> Self {
+        ResponseHead {
+            status: r.status(),
+            version: r.version(),
+            headers: r.headers().clone(),
+        }
+    }
+}
+
+fn json_bytes(v: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = h
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+/// Applies the status policy to a non-2xx answer: `Ok(true)` when it should become a record.
+fn on_status(
+    policy: StatusPolicy,
+    head: &ResponseHead,
+    ctx: &SourceContext,
+) -> Result<bool, BoxError> {
+    match policy {
+        StatusPolicy::Record => Ok(true),
+        StatusPolicy::Stop => Err(format!(
+            "the endpoint answered {} and on_error_status is stop",
+            head.status
+        )
+        .into()),
+        StatusPolicy::Skip => {
+            ctx.metrics().records_failed.inc();
+            tracing::warn!(
+                status = head.status.as_u16(),
+                "The endpoint answered with an error status; no record written (on_error_status: skip)."
+            );
+            Ok(false)
+        }
+    }
+}
+
+async fn poll_once(
+    p: &Poller,
+    timeout: Duration,
+    policy: StatusPolicy,
+    ctx: &SourceContext,
+) -> Result<Result<(), Failure>, BoxError> {
+    let resp = match p.request().timeout(timeout).send().await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(Failure::Transport(http_common::describe(e)))),
+    };
+    ctx.health().set_upstream(true);
+    let head = ResponseHead::of(&resp);
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(Failure::Transport(http_common::describe(e)))),
+    };
+    if !head.status.is_success() && !on_status(policy, &head, ctx)? {
+        return Ok(Err(Failure::Status {
+            code: head.status,
+            retry_after: retry_after(&head.headers),
+        }));
+    }
+    let record = Record::new(p.value(&head, &body));
+    ctx.send(record)
+        .await
+        .map_err(|e| Box::new(e) as BoxError)?;
+    Ok(Ok(()))
+}
+
+async fn poll_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Result<(), BoxError> {
+    let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
+    let interval = c.interval.0;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            r = poll_once(&p, c.request_timeout.0, c.on_error_status, &ctx) => r?,
+            _ = ctx.shutdown().wait() => return Ok(()),
+        };
+        let wait = match outcome {
+            Ok(()) => {
+                backoff.reset();
+                interval.saturating_sub(started.elapsed())
+            }
+            Err(Failure::Transport(e)) => {
+                ctx.health().set_upstream(false);
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Request failed.");
+                wait
+            }
+            Err(Failure::Status { code, retry_after }) => {
+                let busy = code == StatusCode::TOO_MANY_REQUESTS || code.is_server_error();
+                match retry_after {
+                    Some(d) => d.max(interval),
+                    None if busy => backoff.next_delay().max(interval),
+                    None => interval,
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shutdown().wait() => return Ok(()),
+        }
+    }
+}
+
+async fn stream_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Result<(), BoxError> {
+    let delimiter = http_common::unescape(&c.delimiter).into_bytes();
+    let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
+    loop {
+        let sent = tokio::select! {
+            r = p.request().send() => r,
+            _ = ctx.shutdown().wait() => return Ok(()),
+        };
+        let problem = match sent {
+            Err(e) => http_common::describe(e),
+            Ok(resp) => {
+                let head = ResponseHead::of(&resp);
+                if !head.status.is_success() && !on_status(c.on_error_status, &head, &ctx)? {
+                    format!("the endpoint answered {}", head.status)
+                } else {
+                    ctx.health().set_upstream(true);
+                    backoff.reset();
+                    tracing::info!(status = head.status.as_u16(), "Stream opened.");
+                    match read_stream(&p, resp, &head, &delimiter, &ctx).await? {
+                        StreamEnd::Shutdown => return Ok(()),
+                        StreamEnd::Closed => "the server closed the stream".to_string(),
+                        StreamEnd::Broken(e) => e,
+                    }
+                }
+            }
+        };
+        ctx.health().set_upstream(false);
+        let wait = backoff.next_delay();
+        tracing::warn!(reason = %problem, retry_in_ms = wait.as_millis() as u64, "Stream interrupted; reconnecting.");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shutdown().wait() => return Ok(()),
+        }
+    }
+}
+
+enum StreamEnd {
+    Shutdown,
+    Closed,
+    Broken(String),
+}
+
+async fn read_stream(
+    p: &Poller,
+    mut resp: Response,
+    head: &ResponseHead,
+    delimiter: &[u8],
+    ctx: &SourceContext,
+) -> Result<StreamEnd, BoxError> {
+    let mut buf = BytesMut::new();
+    loop {
+        let chunk = tokio::select! {
+            c = resp.chunk() => c,
+            _ = ctx.shutdown().wait() => return Ok(StreamEnd::Shutdown),
+        };
+        match chunk {
+            Ok(Some(bytes)) => {
+                // Search only where a new delimiter can be: the tail of the old data onward.
+                let mut from = buf.len().saturating_sub(delimiter.len() - 1);
+                buf.extend_from_slice(&bytes);
+                while let Some(pos) = find(&buf[from..], delimiter).map(|i| i + from) {
+                    let piece = buf.split_to(pos);
+                    let _ = buf.split_to(delimiter.len());
+                    from = 0;
+                    if !piece.is_empty() {
+                        ctx.send(Record::new(p.value(head, &piece))).await?;
+                    }
+                }
+            }
+            Ok(None) => {
+                if !buf.is_empty() {
+                    ctx.send(Record::new(p.value(head, &buf))).await?;
+                }
+                return Ok(StreamEnd::Closed);
+            }
+            Err(e) => {
+                if !buf.is_empty() {
+                    tracing::warn!(
+                        bytes = buf.len(),
+                        "Discarding an incomplete record: the stream broke before its delimiter."
+                    );
+                    ctx.metrics().records_failed.inc();
+                }
+                return Ok(StreamEnd::Broken(http_common::describe(e)));
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() == 1 {
+        return hay.iter().position(|b| *b == needle[0]);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn run(
+    config: Arc<ConnectorConfig<HttpSourceConfig>>,
+    ctx: SourceContext,
+) -> Result<(), BoxError> {
+    let c = &config.config;
+    let poller = Poller::new(c)?;
+    if c.stream {
+        stream_loop(c, poller, ctx).await
+    } else {
+        poll_loop(c, poller, ctx).await
+    }
+}
+
+fn main() -> ExitCode {
+    app::source_main::<HttpSource, _, _>(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_delimiters() {
+        assert_eq!(find(b"ab\r\ncd", b"\r\n"), Some(2));
+        assert_eq!(find(b"abc", b"\n"), None);
+    }
+}
