@@ -423,11 +423,16 @@ async fn deliver_batch<D: Deliver>(
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
 ) -> Option<Vec<Failure>> {
+    // Under `stop`, nothing after a failed record is sent: the restart begins there.
+    let stop_early = settings.on_error == ErrorPolicy::Stop;
     if settings.concurrency <= 1 {
         let mut failures = Vec::new();
         for i in 0..batch.len() {
             if let Some(f) = deliver_one(&**deliver, batch, i, settings, metrics, shutdown).await? {
                 failures.push(f);
+                if stop_early {
+                    break;
+                }
             }
         }
         return Some(failures);
@@ -466,6 +471,9 @@ async fn deliver_batch<D: Deliver>(
                     deliver_one(&*deliver, &batch, i, &settings, &metrics, &shutdown).await?
                 {
                     failures.push(f);
+                    if stop_early {
+                        break;
+                    }
                 }
             }
             Some(failures)

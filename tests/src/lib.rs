@@ -1,0 +1,374 @@
+//! Test kit for the end-to-end tests and benchmarks: the workspace's binaries, a hub in a
+//! temporary directory, processes that are killed when a test ends, a recording HTTP server,
+//! and waiting with a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::any,
+};
+use runnel_runtime::{
+    ConsumedRecord, Record,
+    config::OffsetStart,
+    hub::{Hub, HubUrl},
+};
+
+/// The path of a workspace binary, built (with the profile given by `RUNNEL_TEST_PROFILE`,
+/// default debug) the first time any is asked for.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let profile = std::env::var("RUNNEL_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", "--bins", "--quiet"]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build for the connector binaries");
+        assert!(
+            status.success(),
+            "cargo build of the workspace binaries failed"
+        );
+        target_dir().join(profile)
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() {
+                workspace_root().join(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// A hub file in its own temporary directory.
+pub struct TempHub {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl TempHub {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("local:{}", dir.path().join("hub.db").display());
+        TempHub { dir, url }
+    }
+
+    pub async fn hub(&self) -> Hub {
+        Hub::connect(&self.url.parse::<HubUrl>().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Every record of `topic` from the beginning.
+    pub async fn read_all(&self, topic: &str) -> Vec<ConsumedRecord> {
+        let hub = self.hub().await;
+        let mut c = hub
+            .consumer(topic, 0, None, OffsetStart::Beginning)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let batch = c.fetch(10_000, Duration::ZERO).await.unwrap();
+            if batch.is_empty() {
+                return out;
+            }
+            out.extend(batch);
+        }
+    }
+
+    pub async fn produce(&self, topic: &str, records: Vec<Record>) {
+        let hub = self.hub().await;
+        hub.ensure_topic(topic, true, None).await.unwrap();
+        let mut p = hub.producer(topic).await.unwrap();
+        p.send(records).await.unwrap();
+    }
+
+    pub async fn count(&self, topic: &str) -> u64 {
+        match self.hub().await.topic(topic).await.unwrap() {
+            Some(t) => t.records,
+            None => 0,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for TempHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, its stderr kept in a file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr into `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .stdin(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        Proc { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the exit; `None` when it takes longer than `timeout`. Async, so servers
+    /// on the test's runtime keep answering meanwhile.
+    pub async fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connector command with the hub set and the health server on a free port.
+pub fn connector(name: &str, hub: &TempHub, health_port: u16) -> Command {
+    let mut cmd = Command::new(bin(name));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUNNEL_HUB", &hub.url)
+        .env("RUNNEL_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it is true; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        eventually(timeout, check).await,
+        "timed out waiting for {what}"
+    );
+}
+
+/// Polls `check` until it is true or `timeout` passes; says which.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// GET a URL on 127.0.0.1, returning status and body; `None` when nothing answers.
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+/// What the recording server answers to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Status(u16),
+    /// Waits this long, then 200.
+    Slow(Duration),
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub accepted: bool,
+}
+
+type Rule = Arc<dyn Fn(&[u8], usize) -> Reply + Send + Sync>;
+type Shared = (
+    Arc<Mutex<Vec<Received>>>,
+    Rule,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
+/// An HTTP server on 127.0.0.1 that records every request and answers as `rule` says,
+/// given the body and the request's number (from 0).
+#[derive(Clone)]
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Recorder {
+    pub async fn start(rule: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), rule).await
+    }
+
+    pub async fn start_on(
+        addr: SocketAddr,
+        rule: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let state: Shared = (requests.clone(), Arc::new(rule), Arc::default());
+        let app = Router::new().fallback(any(record)).with_state(state);
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Recorder {
+            addr,
+            requests,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Bodies of the requests answered with 2xx, in arrival order.
+    pub fn accepted(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.accepted)
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    }
+
+    pub fn total(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn record(
+    State((requests, rule, arrived)): State<Shared>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    // Numbered on arrival: a request whose client gave up mid-answer still counts.
+    let n = arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let reply = rule(&body, n);
+    let status = match reply {
+        Reply::Status(s) => s,
+        Reply::Slow(d) => {
+            tokio::time::sleep(d).await;
+            200
+        }
+    };
+    requests.lock().unwrap().push(Received {
+        method: method.to_string(),
+        headers,
+        body,
+        accepted: (200..300).contains(&status),
+    });
+    (
+        StatusCode::from_u16(status).unwrap(),
+        format!("{{\"n\":{n},\"status\":{status}}}"),
+    )
+}
+
+/// Counts occurrences of each item.
+pub fn counts<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> HashMap<T, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i.clone()).or_insert(0) += 1;
+    }
+    m
+}
