@@ -9,7 +9,9 @@ use reqwest::{Client, StatusCode, header::HeaderMap};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     app::SinkOptions,
-    config::{ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Validate},
+    config::{
+        ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Meta, Validate,
+    },
     pipeline::{Deliver, DeliveryError, ErrorPolicy},
     retry::RetryConfig,
 };
@@ -86,12 +88,32 @@ impl Validate for HttpSinkConfig {
                 format!("{} is out of range: 1 to 1024", self.concurrency),
             ));
         }
-        if self.retry.max_attempts == 0 {
-            return Err(FieldError::new("retry.max_attempts", "must be at least 1"));
+        self.retry.check().map_err(|e| e.under("retry"))?;
+        if self.http_request_timeout.0.is_zero() {
+            return Err(FieldError::new(
+                "http_request_timeout",
+                "must be more than 0",
+            ));
+        }
+        if self.http_connect_timeout.0.is_zero() {
+            return Err(FieldError::new(
+                "http_connect_timeout",
+                "must be more than 0",
+            ));
         }
         if let Some(t) = &self.dead_letter_topic {
             runnel_runtime::hub::validate_topic_name(t)
                 .map_err(|e| FieldError::new("dead_letter_topic", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn validate_with_meta(&self, meta: &Meta) -> Result<(), FieldError> {
+        if self.dead_letter_topic.as_deref() == Some(meta.topic.as_str()) {
+            return Err(FieldError::new(
+                "dead_letter_topic",
+                "is the topic this sink reads: failed records would come back forever",
+            ));
         }
         Ok(())
     }

@@ -132,6 +132,21 @@ impl Validate for HttpSourceConfig {
         if self.request_timeout.0.is_zero() {
             return Err(FieldError::new("request_timeout", "must be more than 0"));
         }
+        if !self.stream && self.interval.0.is_zero() {
+            return Err(FieldError::new(
+                "interval",
+                "must be more than 0 when polling",
+            ));
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(FieldError::new(
+                "initial_backoff",
+                format!(
+                    "{} is longer than max_backoff ({})",
+                    self.initial_backoff, self.max_backoff
+                ),
+            ));
+        }
         Ok(())
     }
 }

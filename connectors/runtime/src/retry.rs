@@ -29,6 +29,26 @@ impl Default for RetryConfig {
     }
 }
 
+impl RetryConfig {
+    /// Checks the settings; paths are relative to the field holding them.
+    pub fn check(&self) -> Result<(), crate::config::FieldError> {
+        use crate::config::FieldError;
+        if self.max_attempts == 0 {
+            return Err(FieldError::new("max_attempts", "must be at least 1"));
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(FieldError::new(
+                "initial_backoff",
+                format!(
+                    "{} is longer than max_backoff ({})",
+                    self.initial_backoff, self.max_backoff
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Exponential backoff with "equal jitter": each wait is between half and all of the
 /// current step, so many connectors restarting together do not retry in lockstep.
 #[derive(Debug, Clone)]

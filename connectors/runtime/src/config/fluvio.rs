@@ -155,7 +155,7 @@ pub struct OffsetConfig {
 
 /// Where a consumer starts: `beginning`, `end`, `{absolute: N}`, `{from-beginning: N}` or
 /// `{from-end: N}`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum OffsetStart {
     Beginning,
@@ -163,6 +163,71 @@ pub enum OffsetStart {
     Absolute(i64),
     FromBeginning(u32),
     FromEnd(u32),
+}
+
+const OFFSET_START_FORMS: &str =
+    "expected beginning, end, {absolute: N}, {from-beginning: N} or {from-end: N}";
+
+impl Serialize for OffsetStart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (key, n) = match *self {
+            OffsetStart::Beginning => return s.serialize_str("beginning"),
+            OffsetStart::End => return s.serialize_str("end"),
+            OffsetStart::Absolute(n) => ("absolute", n),
+            OffsetStart::FromBeginning(n) => ("from-beginning", i64::from(n)),
+            OffsetStart::FromEnd(n) => ("from-end", i64::from(n)),
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(key, &n)?;
+        m.end()
+    }
+}
+
+// By hand: serde_yaml reads externally tagged enums only from YAML tags (`!absolute 5`),
+// while Fluvio's files write them as one-key mappings.
+impl<'de> Deserialize<'de> for OffsetStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::String(s) => match s.as_str() {
+                "beginning" => Ok(OffsetStart::Beginning),
+                "end" => Ok(OffsetStart::End),
+                "absolute" | "from-beginning" | "from-end" => Err(D::Error::custom(format!(
+                    "{s} needs a number: write {{{s}: N}}"
+                ))),
+                other => Err(D::Error::custom(format!(
+                    "unknown value {other:?}, {OFFSET_START_FORMS}"
+                ))),
+            },
+            Value::Mapping(m) if m.len() == 1 => {
+                let Some((k, n)) = m.iter().next() else {
+                    return Err(D::Error::custom(OFFSET_START_FORMS));
+                };
+                let key = k.as_str().unwrap_or_default();
+                let Some(n) = n.as_i64() else {
+                    return Err(D::Error::custom(format!(
+                        "{key} needs a whole number: write {{{key}: N}}"
+                    )));
+                };
+                let count = || {
+                    u32::try_from(n).map_err(|_| {
+                        D::Error::custom(format!("{key}: {n} is out of range (0 or more)"))
+                    })
+                };
+                match key {
+                    "absolute" => Ok(OffsetStart::Absolute(n)),
+                    "from-beginning" | "from_beginning" => Ok(OffsetStart::FromBeginning(count()?)),
+                    "from-end" | "from_end" => Ok(OffsetStart::FromEnd(count()?)),
+                    other => Err(D::Error::custom(format!(
+                        "unknown value {other:?}, {OFFSET_START_FORMS}"
+                    ))),
+                }
+            }
+            _ => Err(D::Error::custom(OFFSET_START_FORMS)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]

@@ -106,6 +106,12 @@ pub trait Validate {
     fn validate(&self) -> Result<(), FieldError> {
         Ok(())
     }
+
+    /// Rules that also need the meta section (say, a dead-letter topic that must differ from
+    /// the topic).
+    fn validate_with_meta(&self, _meta: &Meta) -> Result<(), FieldError> {
+        Ok(())
+    }
 }
 
 /// What a connector runs on: every field resolved and validated.
@@ -173,13 +179,32 @@ impl<T: Serialize> ConnectorConfig<T> {
             section: [(section, &self.config)].into_iter().collect(),
             transforms: &self.transforms,
         };
-        let text = serde_yaml::to_string(&out).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        let text = match serde_yaml::to_value(&out) {
+            Ok(mut v) => {
+                drop_nulls(&mut v);
+                serde_yaml::to_string(&v)
+            }
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         secrets_masked(&text, &self.secret_values)
     }
 
     /// The secret values this config uses, for the log redactor.
     pub fn secret_values(&self) -> &[String] {
         &self.secret_values
+    }
+}
+
+/// Removes unset (null) fields so a printed config shows what is set and the defaults.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.iter_mut().for_each(|(_, v)| drop_nulls(v));
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -239,7 +264,9 @@ pub fn load_str<C: ConnectorKind>(
 }
 
 fn parse_yaml(text: &str) -> Result<Value, FieldError> {
-    serde_yaml::from_str::<Value>(text).map_err(|e| {
+    // Editors on Windows write a byte-order mark; YAML does not want it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut value = serde_yaml::from_str::<Value>(text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("line {} column {}: ", l.line(), l.column()))
@@ -247,8 +274,30 @@ fn parse_yaml(text: &str) -> Result<Value, FieldError> {
         let msg = e.to_string();
         // serde_yaml appends the location itself; keep our prefix only.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        FieldError::new("", format!("{at}invalid YAML: {msg}"))
-    })
+        let hint = if text.contains('\t') && msg.contains("tab") {
+            " (indent with spaces, not tabs)"
+        } else {
+            ""
+        };
+        FieldError::new("", format!("{at}invalid YAML: {msg}{hint}"))
+    })?;
+    untag(&mut value);
+    Ok(value)
+}
+
+/// Drops YAML tags (`!foo`): connect.yml has no use for them, and a tagged value would
+/// otherwise fail in confusing ways.
+fn untag(v: &mut Value) {
+    match v {
+        Value::Tagged(t) => {
+            let inner = std::mem::replace(&mut t.value, Value::Null);
+            *v = inner;
+            untag(v);
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(untag),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| untag(v)),
+        _ => {}
+    }
 }
 
 /// With no file, the config starts as a minimal versioned document that flags fill in.
@@ -266,6 +315,9 @@ fn skeleton<C: ConnectorKind>() -> Value {
 struct Normalized {
     api_version: String,
     meta: Meta,
+    /// Where meta's fields live: `meta.` in the versioned format, the top level when flat.
+    meta_prefix: &'static str,
+    direction: Option<fluvio::FlatDirection>,
     section: Value,
     section_path: String,
     transforms: Value,
@@ -276,35 +328,70 @@ fn resolve<C: ConnectorKind>(
     store: &SecretStore,
     overrides: &Overrides,
 ) -> Result<ConnectorConfig<C::Config>, FieldError> {
-    let Value::Mapping(mut doc) = doc else {
-        return Err(FieldError::new(
-            "",
-            "expected a mapping of fields (see examples/ for a connect.yml)",
-        ));
+    let mut used = Vec::new();
+    // An error may quote a value that came from a secret: mask it like everything else.
+    resolve_inner::<C>(doc, store, overrides, &mut used).map_err(|mut e| {
+        e.message = secrets_masked(&e.message, &used);
+        e
+    })
+}
+
+fn resolve_inner<C: ConnectorKind>(
+    doc: Value,
+    store: &SecretStore,
+    overrides: &Overrides,
+    used: &mut Vec<String>,
+) -> Result<ConnectorConfig<C::Config>, FieldError> {
+    let mut doc = match doc {
+        Value::Mapping(m) => m,
+        Value::Null => {
+            return Err(FieldError::new(
+                "",
+                "the file is empty: a connect.yml needs meta (name, type, topic) and the connector's section; see examples/",
+            ));
+        }
+        Value::Sequence(_) => {
+            return Err(FieldError::new(
+                "",
+                "expected a mapping of fields (apiVersion, meta, ...), found a list; see examples/",
+            ));
+        }
+        _ => {
+            return Err(FieldError::new(
+                "",
+                "expected a mapping of fields (apiVersion, meta, ...), found a single value; see examples/",
+            ));
+        }
     };
     let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
 
     // Old flat files carry secret values inline; they count like a secrets file.
     let mut store = store.clone();
     if !versioned && let Some(Value::Mapping(s)) = doc.get("secrets") {
-        let pairs: Vec<(String, String)> = s
-            .iter()
-            .filter_map(|(k, v)| Some((key_name(k), v.as_str()?.to_string())))
-            .collect();
-        let mut merged = pairs;
-        merged.retain(|(k, _)| secrets::valid_name(k));
-        store = store.with_overlay(merged);
+        let mut pairs = Vec::new();
+        for (k, v) in s {
+            let name = key_name(k);
+            if !secrets::valid_name(&name) {
+                return Err(FieldError::new(
+                    format!("secrets.{name}"),
+                    "invalid secret name (letters, digits and _ only)",
+                ));
+            }
+            if let Some(v) = v.as_str() {
+                pairs.push((name, v.to_string()));
+            }
+        }
+        store = store.with_overlay(pairs);
     }
 
     // Flags are merged before templating so they may use ${{ secrets.NAME }} too.
     apply_section_overrides::<C>(&mut doc, versioned, &overrides.section);
     apply_meta_overrides(&mut doc, versioned, overrides);
 
-    let mut used = Vec::new();
     let mut doc = Value::Mapping(doc);
-    secrets::render(&mut doc, &mut Vec::new(), &store, false, &mut used)?;
+    secrets::render(&mut doc, &mut Vec::new(), &store, false, used)?;
     let Value::Mapping(doc) = doc else {
-        unreachable!("rendering keeps the shape")
+        return Err(FieldError::new("", "expected a mapping of fields"));
     };
 
     let mut norm = if versioned {
@@ -312,13 +399,22 @@ fn resolve<C: ConnectorKind>(
     } else {
         normalize_flat::<C>(doc)?
     };
-    check_type::<C>(&mut norm.meta)?;
-    for name in &norm.meta.secrets {
+    check_type::<C>(&mut norm.meta, norm.meta_prefix)?;
+    check_direction::<C>(norm.direction)?;
+    validate_meta(&norm.meta, norm.meta_prefix)?;
+    for (i, name) in norm.meta.secrets.iter().enumerate() {
+        let path = format!("meta.secrets[{i}].name");
+        if !secrets::valid_name(name) {
+            return Err(FieldError::new(
+                path,
+                format!("invalid secret name {name:?} (letters, digits and _ only)"),
+            ));
+        }
         match store.get(name) {
             Some(v) => used.push(v),
             None => {
                 return Err(FieldError::new(
-                    "meta.secrets",
+                    path,
                     format!(
                         "secret {name:?} is not set (set the environment variable {name} or pass --secrets FILE)"
                     ),
@@ -327,12 +423,26 @@ fn resolve<C: ConnectorKind>(
         }
     }
 
+    if !norm.section.is_mapping() {
+        return Err(FieldError::new(
+            norm.section_path,
+            "expected a mapping of the connector's options",
+        ));
+    }
     let config: C::Config = from_value(norm.section, &norm.section_path)?;
     config.validate().map_err(|e| e.under(&norm.section_path))?;
-    let transforms: Vec<Transform> = if norm.transforms.is_null() {
-        Vec::new()
-    } else {
-        from_value(norm.transforms, "transforms")?
+    config
+        .validate_with_meta(&norm.meta)
+        .map_err(|e| e.under(&norm.section_path))?;
+    let transforms: Vec<Transform> = match norm.transforms {
+        Value::Null => Vec::new(),
+        Value::Sequence(_) => from_value(norm.transforms, "transforms")?,
+        _ => {
+            return Err(FieldError::new(
+                "transforms",
+                "expected a list of steps, each with uses: (and with:)",
+            ));
+        }
     };
     for (i, t) in transforms.iter().enumerate() {
         if t.uses.trim().is_empty() {
@@ -349,8 +459,20 @@ fn resolve<C: ConnectorKind>(
         meta: norm.meta,
         config,
         transforms,
-        secret_values: used,
+        secret_values: std::mem::take(used),
     })
+}
+
+/// The mapping at `key`, created when absent. `None` when something else is there: the
+/// typed parse then reports it with its path.
+fn mapping_at<'a>(parent: &'a mut Mapping, key: &str) -> Option<&'a mut Mapping> {
+    match parent
+        .entry(key.into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()))
+    {
+        Value::Mapping(m) => Some(m),
+        _ => None,
+    }
 }
 
 fn apply_section_overrides<C: ConnectorKind>(
@@ -361,14 +483,8 @@ fn apply_section_overrides<C: ConnectorKind>(
     if section.is_empty() {
         return;
     }
-    let key: Value = if versioned { C::SECTION } else { "parameters" }.into();
-    let entry = doc
-        .entry(key)
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    if !entry.is_mapping() {
-        *entry = Value::Mapping(Mapping::new());
-    }
-    if let Value::Mapping(m) = entry {
+    let key = if versioned { C::SECTION } else { "parameters" };
+    if let Some(m) = mapping_at(doc, key) {
         for (k, v) in section {
             m.insert(k.clone(), v.clone());
         }
@@ -376,19 +492,18 @@ fn apply_section_overrides<C: ConnectorKind>(
 }
 
 fn apply_meta_overrides(doc: &mut Mapping, versioned: bool, o: &Overrides) {
-    fn mapping<'a>(parent: &'a mut Mapping, key: &str) -> &'a mut Mapping {
-        let entry = parent
-            .entry(key.into())
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
-        if !entry.is_mapping() {
-            *entry = Value::Mapping(Mapping::new());
-        }
-        match entry {
-            Value::Mapping(m) => m,
-            _ => unreachable!("just made a mapping"),
-        }
+    if o.name.is_none() && o.topic.is_none() && o.create_topic.is_none() && o.consumer_id.is_none()
+    {
+        return;
     }
-    let meta = if versioned { mapping(doc, "meta") } else { doc };
+    let meta = if versioned {
+        match mapping_at(doc, "meta") {
+            Some(m) => m,
+            None => return,
+        }
+    } else {
+        doc
+    };
     if let Some(n) = &o.name {
         meta.insert("name".into(), n.as_str().into());
     }
@@ -396,7 +511,9 @@ fn apply_meta_overrides(doc: &mut Mapping, versioned: bool, o: &Overrides) {
         // A topic config keeps its settings; only its name changes.
         match meta.get_mut("topic") {
             Some(Value::Mapping(tc)) => {
-                mapping(tc, "meta").insert("name".into(), t.as_str().into());
+                if let Some(m) = mapping_at(tc, "meta") {
+                    m.insert("name".into(), t.as_str().into());
+                }
             }
             _ => {
                 meta.insert("topic".into(), t.as_str().into());
@@ -405,6 +522,7 @@ fn apply_meta_overrides(doc: &mut Mapping, versioned: bool, o: &Overrides) {
     }
     if let Some(c) = o.create_topic {
         meta.remove("create_topic");
+        meta.remove("create-topic");
         let key = if versioned {
             "create-topic"
         } else {
@@ -412,18 +530,20 @@ fn apply_meta_overrides(doc: &mut Mapping, versioned: bool, o: &Overrides) {
         };
         meta.insert(key.into(), c.into());
     }
-    if let Some(id) = &o.consumer_id {
-        mapping(meta, "consumer").insert("id".into(), id.as_str().into());
+    if let Some(id) = &o.consumer_id
+        && let Some(consumer) = mapping_at(meta, "consumer")
+    {
+        consumer.insert("id".into(), id.as_str().into());
     }
 }
 
-fn check_type<C: ConnectorKind>(meta: &mut Meta) -> Result<(), FieldError> {
+fn check_type<C: ConnectorKind>(meta: &mut Meta, prefix: &str) -> Result<(), FieldError> {
     let t = meta.kind.as_str();
     if t == C::TYPE || C::ALIASES.contains(&t) {
         meta.kind = C::TYPE.to_string();
         return Ok(());
     }
-    let path = "meta.type";
+    let path = format!("{prefix}type");
     if let Some((owner, _)) = KNOWN_TYPES
         .iter()
         .find(|(name, aliases)| *name == t || aliases.contains(&t))
@@ -450,6 +570,72 @@ fn check_type<C: ConnectorKind>(meta: &mut Meta) -> Result<(), FieldError> {
     ))
 }
 
+fn check_direction<C: ConnectorKind>(d: Option<fluvio::FlatDirection>) -> Result<(), FieldError> {
+    let Some(d) = d else { return Ok(()) };
+    let (want, word) = match C::DIRECTION {
+        Direction::Source => (fluvio::FlatDirection::Source, "source"),
+        Direction::Sink => (fluvio::FlatDirection::Sink, "sink"),
+    };
+    if d == want {
+        return Ok(());
+    }
+    let other = if word == "source" { "sink" } else { "source" };
+    Err(FieldError::new(
+        "direction",
+        format!("{} is a {word} connector, this file says {other}", C::TYPE),
+    ))
+}
+
+fn validate_meta(meta: &Meta, prefix: &str) -> Result<(), FieldError> {
+    if meta.name.trim().is_empty() {
+        return Err(FieldError::new(
+            format!("{prefix}name"),
+            "empty: give the connector a name",
+        ));
+    }
+    let topic_path = if meta.topic_config.is_some() {
+        format!("{prefix}topic.meta.name")
+    } else {
+        format!("{prefix}topic")
+    };
+    crate::hub::validate_topic_name(&meta.topic)
+        .map_err(|e| FieldError::new(topic_path, e.to_string()))?;
+    if let Some(tc) = &meta.topic_config {
+        if let Some(p) = &tc.partition {
+            if p.count == Some(0) {
+                return Err(FieldError::new(
+                    format!("{prefix}topic.partition.count"),
+                    "must be at least 1",
+                ));
+            }
+            if p.replication == Some(0) {
+                return Err(FieldError::new(
+                    format!("{prefix}topic.partition.replication"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if let Some(c) = &tc.compression
+            && !["any", "none", "gzip", "snappy", "lz4", "zstd"].contains(&c.kind.as_str())
+        {
+            return Err(FieldError::new(
+                format!("{prefix}topic.compression.type"),
+                format!(
+                    "unknown value {:?}, expected any, none, gzip, snappy, lz4 or zstd",
+                    c.kind
+                ),
+            ));
+        }
+    }
+    if meta.producer.batch_size.is_some_and(|b| b.0 == 0) {
+        return Err(FieldError::new(
+            format!("{prefix}producer.batch-size"),
+            "must be more than 0",
+        ));
+    }
+    Ok(())
+}
+
 fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized, FieldError> {
     let api_version = match doc.remove("apiVersion") {
         None => "0.1.0".to_string(),
@@ -464,13 +650,23 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
             ));
         }
     };
-    let meta_value = doc
-        .remove("meta")
-        .ok_or_else(|| FieldError::new("meta", "missing field"))?;
+    let meta_value = doc.remove("meta").ok_or_else(|| {
+        let flat_fields = ["name", "type", "topic"]
+            .iter()
+            .any(|k| doc.contains_key(*k));
+        FieldError::new(
+            "meta",
+            if flat_fields {
+                "missing field (with apiVersion, name, type and topic go under meta:)"
+            } else {
+                "missing field"
+            },
+        )
+    })?;
     if !meta_value.is_mapping() {
         return Err(FieldError::new(
             "meta",
-            "expected a mapping with name, type and topic",
+            "expected a mapping with name, type, version and topic",
         ));
     }
     let raw: fluvio::MetaSection = from_value(meta_value, "meta")?;
@@ -500,10 +696,20 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
         if k == C::SECTION {
             section = v;
         } else {
+            let owners: Vec<&str> = KNOWN_TYPES
+                .iter()
+                .map(|(t, _)| *t)
+                .filter(|t| t.split('-').next() == Some(k.as_str()))
+                .collect();
+            let hint = if owners.is_empty() {
+                String::new()
+            } else {
+                format!(" ({k}: is the section of {} configs)", owners.join(" and "))
+            };
             return Err(FieldError::new(
                 k,
                 format!(
-                    "unknown field: expected apiVersion, meta, transforms or {}",
+                    "unknown field, expected apiVersion, meta, transforms or {}{hint}",
                     C::SECTION
                 ),
             ));
@@ -525,6 +731,8 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
             producer: raw.producer.unwrap_or_default(),
             consumer: raw.consumer.unwrap_or_default(),
         },
+        meta_prefix: "meta.",
+        direction: None,
         section,
         section_path: C::SECTION.to_string(),
         transforms,
@@ -532,36 +740,8 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
 }
 
 fn normalize_flat<C: ConnectorKind>(doc: Mapping) -> Result<Normalized, FieldError> {
-    let mut transforms = doc.get("transforms").cloned().unwrap_or(Value::Null);
+    let transforms = doc.get("transforms").cloned().unwrap_or(Value::Null);
     let raw: fluvio::FlatConfig = from_value(Value::Mapping(doc), "")?;
-    if let Some(d) = raw.direction {
-        let want = match C::DIRECTION {
-            Direction::Source => fluvio::FlatDirection::Source,
-            Direction::Sink => fluvio::FlatDirection::Sink,
-        };
-        if d != want {
-            return Err(FieldError::new(
-                "direction",
-                format!(
-                    "{} is a {} connector, this file says {}",
-                    C::TYPE,
-                    if want == fluvio::FlatDirection::Source {
-                        "source"
-                    } else {
-                        "sink"
-                    },
-                    if d == fluvio::FlatDirection::Source {
-                        "source"
-                    } else {
-                        "sink"
-                    },
-                ),
-            ));
-        }
-    }
-    if transforms.is_null() {
-        transforms = Value::Null;
-    }
     Ok(Normalized {
         api_version: "flat".into(),
         meta: Meta {
@@ -575,13 +755,16 @@ fn normalize_flat<C: ConnectorKind>(doc: Mapping) -> Result<Normalized, FieldErr
             producer: raw.producer.unwrap_or_default(),
             consumer: raw.consumer.unwrap_or_default(),
         },
+        meta_prefix: "",
+        direction: raw.direction,
         section: raw.parameters.unwrap_or(Value::Mapping(Mapping::new())),
         section_path: "parameters".into(),
         transforms,
     })
 }
 
-/// Deserializes `value`, turning serde's messages into `path: message` with the full path.
+/// Deserializes `value`, turning serde's messages into `path: message` with the full path
+/// and words a user knows (no Rust type names).
 pub(crate) fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -591,6 +774,9 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Res
         let message = if let Some(field) = backticked(&inner, "missing field `") {
             path = join_path(&path, &field);
             "missing field".to_string()
+        } else if let Some(field) = backticked(&inner, "duplicate field `") {
+            path = join_path(&path, &field);
+            "given twice (under two of its names?)".to_string()
         } else if let Some(field) = backticked(&inner, "unknown field `") {
             if !path.ends_with(&field) {
                 path = join_path(&path, &field);
@@ -610,10 +796,49 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Res
                 None => format!("unknown value {variant:?}"),
             }
         } else {
-            inner
+            humanize(&inner)
         };
         FieldError::new(path, message)
     })
+}
+
+/// Rewrites serde's type words into a user's: `struct Foo` → `a mapping`, `u64` → `a whole
+/// number`, `unit value` → `nothing`.
+fn humanize(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("invalid type: unit value, ") {
+        return format!("empty, {}", humanize(rest));
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut words = msg.split(' ').peekable();
+    let mut first = true;
+    while let Some(w) = words.next() {
+        if !first {
+            out.push(' ');
+        }
+        first = false;
+        match w {
+            "struct" => {
+                // Drop the type name that follows.
+                let _ = words.next();
+                out.push_str("a mapping");
+            }
+            "u8" | "u16" | "u32" | "u64" | "usize" => out.push_str("a whole number of 0 or more"),
+            "i8" | "i16" | "i32" | "i64" | "isize" => out.push_str("a whole number"),
+            "u8," | "u16," | "u32," | "u64," | "usize," => {
+                out.push_str("a whole number of 0 or more,")
+            }
+            "unit" if words.peek() == Some(&"value,") || words.peek() == Some(&"value") => {
+                let v = words.next().unwrap_or("value");
+                out.push_str(if v.ends_with(',') {
+                    "nothing,"
+                } else {
+                    "nothing"
+                });
+            }
+            _ => out.push_str(w),
+        }
+    }
+    out
 }
 
 fn backticked(msg: &str, prefix: &str) -> Option<String> {

@@ -1,0 +1,255 @@
+//! connect.yml handling through the real binaries: every broken fixture gives exactly its
+//! expected error and exit code 2 (never a panic); every good fixture and example passes
+//! `--check`; flags override the file; secrets are masked.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::Path, process::Command};
+
+use runnel_tests::{bin, workspace_root};
+
+/// The `# connector:` and `# expect:` header lines of a fixture.
+fn header(path: &Path) -> (String, Option<String>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("# {name}: ")).map(String::from))
+    };
+    (
+        field("connector").unwrap_or_else(|| panic!("{} has no # connector: line", path.display())),
+        field("expect"),
+    )
+}
+
+fn check(connector: &str, file: &Path) -> std::process::Output {
+    Command::new(bin(connector))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUNNEL_FIXTURE_TOKEN", "fixture-token-value")
+        .arg("--config")
+        .arg(file)
+        .arg("--check")
+        .output()
+        .unwrap()
+}
+
+fn yml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn broken_configs_give_their_exact_error() {
+    let files = yml_files(&workspace_root().join("tests/fixtures/bad"));
+    assert!(files.len() >= 30, "only {} broken fixtures", files.len());
+    let mut wrong = Vec::new();
+    for f in &files {
+        let (connector, expect) = header(f);
+        let expect = expect.unwrap_or_else(|| panic!("{} has no # expect: line", f.display()));
+        let out = check(&connector, f);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!("error: {}: {expect}\n", f.display());
+        if out.status.code() != Some(2) || stderr != want || !out.stdout.is_empty() {
+            wrong.push(format!(
+                "{}: exit {:?}\n  want: {want}  got:  {stderr}",
+                f.display(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn good_fixtures_and_examples_pass_check() {
+    let root = workspace_root();
+    let mut files = yml_files(&root.join("tests/fixtures/good"));
+    let examples = yml_files(&root.join("examples"));
+    assert!(!examples.is_empty());
+    for e in &examples {
+        // Examples name their connector in meta.type (or type: when flat).
+        let text = std::fs::read_to_string(e).unwrap();
+        let kind = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("type: "))
+            .unwrap()
+            .trim();
+        let connector = match kind {
+            "test-connector" => "test-source",
+            k => k,
+        };
+        let out = Command::new(bin(connector))
+            .env("WEBHOOK_TOKEN", "t0ken-for-check")
+            .arg("--config")
+            .arg(e)
+            .arg("--check")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            e.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    files.retain(|f| f.extension().is_some());
+    for f in &files {
+        let (connector, _) = header(f);
+        let out = check(&connector, f);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = String::from_utf8_lossy(&out.stdout);
+        for secret in ["fixture-token-value", "abc123secret"] {
+            assert!(
+                !shown.contains(secret),
+                "{} shows a secret:\n{shown}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn check_resolves_aliases_secrets_and_formats() {
+    let root = workspace_root().join("tests/fixtures/good");
+    let out = check(
+        "http-source",
+        &root.join("v010-http-source-secrets-transforms.yml"),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("type: http-source"), "{shown}");
+    assert!(shown.contains("X-Token: ******"), "{shown}");
+    assert!(shown.contains("key=******"), "{shown}");
+    assert!(shown.contains("uses: infinyon/jolt@0.4.1"), "{shown}");
+    assert!(shown.contains("interval: 1m 30s"), "{shown}");
+
+    let out = check("http-sink", &root.join("v020-topic-config-and-offsets.yml"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("topic: orders"), "{shown}");
+    assert!(shown.contains("from-end: 5"), "{shown}");
+    assert!(shown.contains("create-topic: true"), "{shown}");
+
+    let out = check(
+        "http-sink",
+        &root.join("flat-http-sink-with-inline-secrets.yml"),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("Authorization: ******"), "{shown}");
+    assert!(shown.contains("batch-size: 16000"), "{shown}");
+}
+
+#[test]
+fn flags_override_the_file_and_work_alone() {
+    let example = workspace_root().join("examples/test-source.yml");
+    let out = Command::new(bin("test-source"))
+        .arg("--config")
+        .arg(&example)
+        .args([
+            "--check",
+            "--fluvio-topic",
+            "other",
+            "--count",
+            "3",
+            "--timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("topic: other"), "{shown}");
+    assert!(shown.contains("count: 3"), "{shown}");
+    assert!(shown.contains("interval: 5ms"), "{shown}");
+
+    // No file: flags alone, as `docker run IMAGE -- --endpoint=...` passes them.
+    let out = Command::new(bin("http-source"))
+        .args([
+            "--",
+            "--endpoint=http://127.0.0.1:1/x",
+            "--topic=t",
+            "--interval=2s",
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("endpoint: http://127.0.0.1:1/x"), "{shown}");
+
+    // And a bad flag value names the field like a bad file would.
+    let out = Command::new(bin("http-source"))
+        .args([
+            "--endpoint=http://127.0.0.1:1/x",
+            "--topic=t",
+            "--interval=10 parsecs",
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: command line: http.interval: invalid duration \"10 parsecs\" (write it as 500ms, 10s, 1m or a number of milliseconds)\n"
+    );
+    let out = Command::new(bin("http-source"))
+        .args(["--endpoint=http://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: command line: meta.topic: missing field\n"
+    );
+}
+
+#[test]
+fn schema_is_json_schema_of_the_section() {
+    for (connector, field) in [
+        ("test-source", "interval"),
+        ("http-source", "endpoint"),
+        ("http-sink", "dead_letter_topic"),
+    ] {
+        let out = Command::new(bin(connector))
+            .arg("--schema")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["properties"][field].is_object(), "{connector}: {v}");
+        assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    }
+}
+
+#[test]
+fn transforms_are_refused_at_run_time_until_the_smartmodule_host_exists() {
+    let hub = runnel_tests::TempHub::new();
+    let out = Command::new(bin("http-source"))
+        .env("RUNNEL_HUB", &hub.url)
+        .env("RUNNEL_FIXTURE_TOKEN", "x")
+        .env("RUNNEL_HEALTH_ADDR", "off")
+        .arg("--config")
+        .arg(workspace_root().join("tests/fixtures/good/v010-http-source-secrets-transforms.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SmartModules cannot run in this build yet")
+    );
+}
