@@ -1,0 +1,253 @@
+//! http-source against real HTTP servers on 127.0.0.1: polling, output formats, error
+//! statuses, and streaming across a dropped connection.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, free_port, get, wait_until};
+use tokio::{io::AsyncWriteExt, net::TcpListener};
+
+#[tokio::test]
+async fn polls_with_method_headers_and_body_and_skips_error_statuses() {
+    let hub = TempHub::new();
+    // Every third answer is a 500: no record for it, counted in records_failed.
+    let server = Recorder::start(|_, n| {
+        if n % 3 == 1 {
+            Reply::Status(500)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let port = free_port();
+    let mut cmd = connector("http-source", &hub, port);
+    cmd.args([
+        "--topic",
+        "polled",
+        "--create-topic",
+        "--interval",
+        "30ms",
+        "--initial-backoff",
+        "10ms",
+        "--method",
+        "POST",
+        "--headers",
+        "X-Test: yes",
+        "--body",
+        "ping",
+        "--endpoint",
+        &server.url("/api"),
+    ]);
+    let p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(Duration::from_secs(30), "6 records", || async {
+        hub.count("polled").await >= 6
+    })
+    .await;
+    for r in hub.read_all("polled").await {
+        let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+        assert_eq!(v["status"], 200, "{v}");
+    }
+    let req = server.requests.lock().unwrap()[0].clone();
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.headers["x-test"], "yes");
+    assert_eq!(&req.body[..], b"ping");
+    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("runnel_connector_records_failed_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(failed >= 1, "{metrics}");
+    assert!(
+        p.output()
+            .contains("no record written (on_error_status: skip)"),
+        "{}",
+        p.output()
+    );
+}
+
+#[tokio::test]
+async fn full_output_as_json_and_text() {
+    let hub = TempHub::new();
+    let server = Recorder::start(|_, _| Reply::Status(200)).await;
+    for (topic, kind) in [("full-json", "json"), ("full-text", "text")] {
+        let mut cmd = connector("http-source", &hub, free_port());
+        cmd.args([
+            "--topic",
+            topic,
+            "--create-topic",
+            "--interval",
+            "1s",
+            "--output-parts",
+            "full",
+            "--output-type",
+            kind,
+            "--endpoint",
+            &server.url("/"),
+        ]);
+        let _p = Proc::spawn(cmd, hub.path(topic));
+        wait_until(Duration::from_secs(30), "a record", || async {
+            hub.count(topic).await >= 1
+        })
+        .await;
+    }
+    let rec = &hub.read_all("full-json").await[0];
+    let v: serde_json::Value = serde_json::from_slice(&rec.record.value).unwrap();
+    assert_eq!(v["status"]["code"], 200);
+    assert_eq!(v["status"]["version"], "HTTP/1.1");
+    assert_eq!(v["header"]["content-type"], "text/plain; charset=utf-8");
+    assert!(v["body"].as_str().unwrap().contains("\"status\":200"));
+    let text = String::from_utf8(hub.read_all("full-text").await[0].record.value.to_vec()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\n"), "{text}");
+    assert!(text.contains("\n\n{\"n\":"), "{text}");
+}
+
+#[tokio::test]
+async fn error_status_stop_policy_exits_non_zero() {
+    let hub = TempHub::new();
+    let server = Recorder::start(|_, _| Reply::Status(404)).await;
+    let mut cmd = connector("http-source", &hub, free_port());
+    cmd.args([
+        "--topic",
+        "x",
+        "--create-topic",
+        "--on-error-status",
+        "stop",
+        "--endpoint",
+        &server.url("/"),
+    ]);
+    let mut p = Proc::spawn(cmd, hub.path("log"));
+    let status = p
+        .wait_timeout(Duration::from_secs(30))
+        .await
+        .expect("exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        p.output()
+            .contains("answered 404 Not Found and on_error_status is stop"),
+        "{}",
+        p.output()
+    );
+}
+
+/// A streaming server: the first connection sends two lines and half of a third, then
+/// drops; the second sends three more lines and ends cleanly (the last without a
+/// delimiter); later connections are refused with 503.
+async fn stream_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/stream", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+            n += 1;
+            let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+            match n {
+                1 => {
+                    sock.write_all(head.as_bytes()).await.unwrap();
+                    sock.write_all(chunk("one\ntw").as_bytes()).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    sock.write_all(chunk("o\nhal").as_bytes()).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Dropped mid-record: "hal" never gets its delimiter.
+                }
+                2 => {
+                    sock.write_all(head.as_bytes()).await.unwrap();
+                    for part in ["three\n", "four\nfi", "ve"] {
+                        sock.write_all(chunk(part).as_bytes()).await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    sock.write_all(b"0\r\n\r\n").await.unwrap();
+                }
+                _ => {
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            }
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn stream_mode_splits_records_and_reconnects_after_a_drop() {
+    let hub = TempHub::new();
+    let (url, server) = stream_server().await;
+    let mut cmd = connector("http-source", &hub, free_port());
+    cmd.args([
+        "--topic",
+        "lines",
+        "--create-topic",
+        "--stream",
+        "--initial-backoff",
+        "20ms",
+        "--max-backoff",
+        "200ms",
+        "--endpoint",
+        &url,
+    ]);
+    let p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(Duration::from_secs(30), "5 records", || async {
+        hub.count("lines").await >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let values: Vec<String> = hub
+        .read_all("lines")
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.record.value).into_owned())
+        .collect();
+    assert_eq!(values, ["one", "two", "three", "four", "five"]);
+    let out = p.output();
+    assert!(out.contains("Discarding an incomplete record"), "{out}");
+    assert!(out.contains("Stream interrupted; reconnecting."), "{out}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn two_processes_share_one_hub_while_it_is_written() {
+    let hub = TempHub::new();
+    let mut src = connector("test-source", &hub, free_port());
+    src.args(["--topic", "shared", "--create-topic", "--interval", "1ms"]);
+    let _source = Proc::spawn(src, hub.path("source"));
+    wait_until(Duration::from_secs(30), "the topic", || async {
+        hub.count("shared").await > 0
+    })
+    .await;
+    // `runnel topic consume` in its own process follows the topic as the source writes.
+    let out = tokio::process::Command::new(runnel_tests::bin("runnel"))
+        .env("RUNNEL_HUB", &hub.url)
+        .args([
+            "topic", "consume", "shared", "-B", "-n", "500", "-o", "json",
+        ])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offsets: Vec<i64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, (0..500).collect::<Vec<_>>());
+}
