@@ -200,7 +200,7 @@ async fn slow_and_refused_connections_are_retried() {
     // Nothing listens yet: connection refused until the server starts.
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/");
-    let mut cmd = sink(
+    let cmd = sink(
         &hub,
         &url,
         &[

@@ -397,7 +397,7 @@ fn resolve_inner<C: ConnectorKind>(
     let mut norm = if versioned {
         normalize_versioned::<C>(doc)?
     } else {
-        normalize_flat::<C>(doc)?
+        normalize_flat(doc)?
     };
     check_type::<C>(&mut norm.meta, norm.meta_prefix)?;
     check_direction::<C>(norm.direction)?;
@@ -739,7 +739,7 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
     })
 }
 
-fn normalize_flat<C: ConnectorKind>(doc: Mapping) -> Result<Normalized, FieldError> {
+fn normalize_flat(doc: Mapping) -> Result<Normalized, FieldError> {
     let transforms = doc.get("transforms").cloned().unwrap_or(Value::Null);
     let raw: fluvio::FlatConfig = from_value(Value::Mapping(doc), "")?;
     Ok(Normalized {
