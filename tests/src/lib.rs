@@ -26,12 +26,26 @@ use runnel_runtime::{
     hub::{Hub, HubUrl},
 };
 
-/// The path of a workspace binary, built (with the profile given by `RUNNEL_TEST_PROFILE`,
-/// default debug) the first time any is asked for.
+/// The path of a workspace binary in the debug profile, building the workspace's binaries
+/// the first time any is asked for.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let profile = std::env::var("RUNNEL_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    built("debug", name)
+}
+
+/// The same from the release profile, for benchmarks.
+pub fn release_bin(name: &str) -> PathBuf {
+    built("release", name)
+}
+
+fn built(profile: &'static str, name: &str) -> PathBuf {
+    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
+    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if profile == "release" {
+        &RELEASE
+    } else {
+        &DEBUG
+    };
+    let dir = cell.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--workspace", "--bins", "--quiet"]);
@@ -253,6 +267,15 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
     let r = reqwest::get(url).await.ok()?;
     let status = r.status().as_u16();
     Some((status, r.text().await.ok()?))
+}
+
+/// The value of the first sample of a metric on a connector's /metrics.
+pub async fn metric(health_port: u16, name: &str) -> Option<f64> {
+    let (_, text) = get(&format!("http://127.0.0.1:{health_port}/metrics")).await?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// What the recording server answers to one request.

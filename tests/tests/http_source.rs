@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, free_port, get, wait_until};
+use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, free_port, wait_until};
 use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 #[tokio::test]
@@ -52,16 +52,10 @@ async fn polls_with_method_headers_and_body_and_skips_error_statuses() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.headers["x-test"], "yes");
     assert_eq!(&req.body[..], b"ping");
-    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics"))
+    let failed = runnel_tests::metric(port, "runnel_connector_records_failed_total")
         .await
         .unwrap();
-    let failed = metrics
-        .lines()
-        .find(|l| l.starts_with("runnel_connector_records_failed_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap();
-    assert!(failed >= 1, "{metrics}");
+    assert!(failed >= 1.0);
     assert!(
         p.output()
             .contains("no record written (on_error_status: skip)"),

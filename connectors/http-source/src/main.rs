@@ -138,16 +138,7 @@ impl Validate for HttpSourceConfig {
                 "must be more than 0 when polling",
             ));
         }
-        if self.initial_backoff > self.max_backoff {
-            return Err(FieldError::new(
-                "initial_backoff",
-                format!(
-                    "{} is longer than max_backoff ({})",
-                    self.initial_backoff, self.max_backoff
-                ),
-            ));
-        }
-        Ok(())
+        runnel_runtime::retry::check_backoff(self.initial_backoff, self.max_backoff)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::config::{FieldError, HumanDuration};
 
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -31,22 +31,23 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     /// Checks the settings; paths are relative to the field holding them.
-    pub fn check(&self) -> Result<(), crate::config::FieldError> {
-        use crate::config::FieldError;
+    pub fn check(&self) -> Result<(), FieldError> {
         if self.max_attempts == 0 {
             return Err(FieldError::new("max_attempts", "must be at least 1"));
         }
-        if self.initial_backoff > self.max_backoff {
-            return Err(FieldError::new(
-                "initial_backoff",
-                format!(
-                    "{} is longer than max_backoff ({})",
-                    self.initial_backoff, self.max_backoff
-                ),
-            ));
-        }
-        Ok(())
+        check_backoff(self.initial_backoff, self.max_backoff)
     }
+}
+
+/// Checks a pair of `initial_backoff` and `max_backoff` fields.
+pub fn check_backoff(initial: HumanDuration, max: HumanDuration) -> Result<(), FieldError> {
+    if initial > max {
+        return Err(FieldError::new(
+            "initial_backoff",
+            format!("{initial} is longer than max_backoff ({max})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Exponential backoff with "equal jitter": each wait is between half and all of the

@@ -150,9 +150,9 @@ impl Metrics {
             retries: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
-            delivery_latency: Histogram::new(
-                [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0],
-            ),
+            delivery_latency: Histogram::new([
+                0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+            ]),
             up: Gauge::default(),
         };
         reg.register("records_in", "Records taken in", m.records_in.clone());
