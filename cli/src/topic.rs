@@ -211,7 +211,7 @@ async fn consume(
         Duration::from_secs(1)
     };
     loop {
-        let batch = consumer.fetch(1000, wait).await?;
+        let batch = consumer.fetch(8192, wait).await?;
         if batch.is_empty() {
             if exit_at_end {
                 break;

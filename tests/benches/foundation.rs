@@ -7,7 +7,8 @@
 //! - consume: `runnel topic consume -B -d` of those records into /dev/null, against a bare
 //!   rusqlite scan of the same rows.
 //! - http-sink: 20,000 records to a local HTTP server at concurrency 1 and 8, against a bare
-//!   reqwest client sending the same bodies with the same concurrency.
+//!   reqwest client in its own process (`peer-http-post`) sending the same bodies with the
+//!   same concurrency.
 //! - idle RSS of each connector, and the size of each stripped binary.
 
 #![allow(clippy::unwrap_used)]
@@ -171,23 +172,18 @@ async fn http_sink(concurrency: usize) -> (f64, f64) {
     }
     let ours = SINK_N as f64 / start.elapsed().as_secs_f64();
 
-    // The peer: a bare reqwest client, the same bodies, the same concurrency.
+    // The peer: a bare reqwest client in its own process, the same bodies, the same
+    // concurrency.
     count.store(0, Ordering::Relaxed);
-    let client = reqwest::Client::new();
+    let peer_bin = release_bin("peer-http-post");
     let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..concurrency {
-        let (client, url) = (client.clone(), url.clone());
-        tasks.spawn(async move {
-            for i in (t..SINK_N).step_by(concurrency) {
-                let body = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "y".repeat(80));
-                let r = client.post(&url).body(body).send().await.unwrap();
-                assert!(r.status().is_success());
-                let _ = r.bytes().await;
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+    let status = tokio::process::Command::new(peer_bin)
+        .args([url.as_str(), &SINK_N.to_string(), &concurrency.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(count.load(Ordering::Relaxed), SINK_N);
     let peer = SINK_N as f64 / start.elapsed().as_secs_f64();
     (ours, peer)
 }

@@ -200,6 +200,25 @@ impl Proc {
         }
     }
 
+    /// The port of the connector's health server, read from its startup log line.
+    pub async fn health_port(&self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.output();
+            if let Some(port) = out
+                .lines()
+                .filter(|l| l.contains("Serving /healthz"))
+                .find_map(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.trim().rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+            {
+                return port;
+            }
+            assert!(Instant::now() < deadline, "no health server in:\n{out}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -212,13 +231,14 @@ impl Drop for Proc {
     }
 }
 
-/// A connector command with the hub set and the health server on a free port.
-pub fn connector(name: &str, hub: &TempHub, health_port: u16) -> Command {
+/// A connector command with the hub set and the health server on a port the system picks
+/// ([`Proc::health_port`] finds it), so parallel tests never collide.
+pub fn connector(name: &str, hub: &TempHub) -> Command {
     let mut cmd = Command::new(bin(name));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUNNEL_HUB", &hub.url)
-        .env("RUNNEL_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+        .env("RUNNEL_HEALTH_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     cmd
 }

@@ -13,7 +13,7 @@ fn records(n: usize) -> Vec<Record> {
 }
 
 fn sink(hub: &TempHub, url: &str, extra: &[&str]) -> std::process::Command {
-    let mut cmd = connector("http-sink", hub, free_port());
+    let mut cmd = connector("http-sink", hub);
     cmd.args(["--topic", "in", "--endpoint", url]).args(extra);
     cmd
 }
@@ -315,7 +315,7 @@ async fn secrets_never_reach_the_logs() {
         ),
     )
     .unwrap();
-    let mut cmd = connector("http-sink", &hub, free_port());
+    let mut cmd = connector("http-sink", &hub);
     cmd.env("API_TOKEN", secret)
         .env("RUST_LOG", "debug")
         .arg("--config")

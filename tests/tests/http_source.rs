@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, free_port, wait_until};
+use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, wait_until};
 use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 #[tokio::test]
@@ -20,8 +20,7 @@ async fn polls_with_method_headers_and_body_and_skips_error_statuses() {
         }
     })
     .await;
-    let port = free_port();
-    let mut cmd = connector("http-source", &hub, port);
+    let mut cmd = connector("http-source", &hub);
     cmd.args([
         "--topic",
         "polled",
@@ -52,9 +51,12 @@ async fn polls_with_method_headers_and_body_and_skips_error_statuses() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.headers["x-test"], "yes");
     assert_eq!(&req.body[..], b"ping");
-    let failed = runnel_tests::metric(port, "runnel_connector_records_failed_total")
-        .await
-        .unwrap();
+    let failed = runnel_tests::metric(
+        p.health_port().await,
+        "runnel_connector_records_failed_total",
+    )
+    .await
+    .unwrap();
     assert!(failed >= 1.0);
     assert!(
         p.output()
@@ -69,7 +71,7 @@ async fn full_output_as_json_and_text() {
     let hub = TempHub::new();
     let server = Recorder::start(|_, _| Reply::Status(200)).await;
     for (topic, kind) in [("full-json", "json"), ("full-text", "text")] {
-        let mut cmd = connector("http-source", &hub, free_port());
+        let mut cmd = connector("http-source", &hub);
         cmd.args([
             "--topic",
             topic,
@@ -104,7 +106,7 @@ async fn full_output_as_json_and_text() {
 async fn error_status_stop_policy_exits_non_zero() {
     let hub = TempHub::new();
     let server = Recorder::start(|_, _| Reply::Status(404)).await;
-    let mut cmd = connector("http-source", &hub, free_port());
+    let mut cmd = connector("http-source", &hub);
     cmd.args([
         "--topic",
         "x",
@@ -176,7 +178,7 @@ async fn stream_server() -> (String, tokio::task::JoinHandle<()>) {
 async fn stream_mode_splits_records_and_reconnects_after_a_drop() {
     let hub = TempHub::new();
     let (url, server) = stream_server().await;
-    let mut cmd = connector("http-source", &hub, free_port());
+    let mut cmd = connector("http-source", &hub);
     cmd.args([
         "--topic",
         "lines",
@@ -211,7 +213,7 @@ async fn stream_mode_splits_records_and_reconnects_after_a_drop() {
 #[tokio::test]
 async fn two_processes_share_one_hub_while_it_is_written() {
     let hub = TempHub::new();
-    let mut src = connector("test-source", &hub, free_port());
+    let mut src = connector("test-source", &hub);
     src.args(["--topic", "shared", "--create-topic", "--interval", "1ms"]);
     let _source = Proc::spawn(src, hub.path("source"));
     wait_until(Duration::from_secs(30), "the topic", || async {

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use runnel_tests::{Proc, TempHub, connector, free_port, get, wait_until};
+use runnel_tests::{Proc, TempHub, connector, get, wait_until};
 
 #[tokio::test]
 async fn produces_count_records_with_dense_offsets() {
     let hub = TempHub::new();
-    let mut cmd = connector("test-source", &hub, free_port());
+    let mut cmd = connector("test-source", &hub);
     cmd.args([
         "--topic",
         "t",
@@ -37,7 +37,7 @@ async fn produces_count_records_with_dense_offsets() {
 #[tokio::test]
 async fn missing_topic_without_create_topic_is_an_error_that_says_how() {
     let hub = TempHub::new();
-    let mut cmd = connector("test-source", &hub, free_port());
+    let mut cmd = connector("test-source", &hub);
     cmd.args(["--topic", "nope", "--count", "1"]);
     let mut p = Proc::spawn(cmd, hub.path("log"));
     let status = p
@@ -55,7 +55,7 @@ async fn missing_topic_without_create_topic_is_an_error_that_says_how() {
 async fn a_recreated_source_appends_to_the_existing_topic() {
     let hub = TempHub::new();
     for run in 0..2 {
-        let mut cmd = connector("test-source", &hub, free_port());
+        let mut cmd = connector("test-source", &hub);
         cmd.args([
             "--topic",
             "keep",
@@ -87,8 +87,7 @@ async fn a_recreated_source_appends_to_the_existing_topic() {
 #[tokio::test]
 async fn health_readiness_metrics_and_graceful_sigterm() {
     let hub = TempHub::new();
-    let port = free_port();
-    let mut cmd = connector("test-source", &hub, port);
+    let mut cmd = connector("test-source", &hub);
     cmd.args([
         "--name",
         "ticker",
@@ -99,7 +98,7 @@ async fn health_readiness_metrics_and_graceful_sigterm() {
         "5ms",
     ]);
     let mut p = Proc::spawn(cmd, hub.path("log"));
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{}", p.health_port().await);
     wait_until(Duration::from_secs(20), "readyz 200", || async {
         matches!(get(&format!("{base}/readyz")).await, Some((200, _)))
     })
@@ -143,7 +142,7 @@ async fn health_readiness_metrics_and_graceful_sigterm() {
 #[tokio::test]
 async fn json_logs_when_asked() {
     let hub = TempHub::new();
-    let mut cmd = connector("test-source", &hub, free_port());
+    let mut cmd = connector("test-source", &hub);
     cmd.env("RUNNEL_LOG_FORMAT", "json").args([
         "--topic",
         "j",

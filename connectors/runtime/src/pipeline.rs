@@ -164,12 +164,15 @@ where
         health: health.clone(),
         metrics: metrics.clone(),
     };
-    let producing = produce_loop(producer, rx, settings, metrics, health, stop.clone());
-    let protocol = async move {
-        let r = protocol(ctx).await;
-        r.map_err(|e| PipelineError::Protocol(e.to_string()))
-    };
-    let (p, q) = tokio::join!(protocol, producing);
+    // Its own task, so the protocol and the hub writes run on separate threads.
+    let producing = tokio::spawn(produce_loop(producer, rx, settings, metrics, health, stop));
+    let p = protocol(ctx)
+        .await
+        .map_err(|e| PipelineError::Protocol(e.to_string()));
+    // The protocol's context is gone: the channel closes and the producer drains it.
+    let q = producing
+        .await
+        .map_err(|e| PipelineError::Protocol(format!("the producer stage failed: {e}")))?;
     forward.abort();
     // The hub error is the cause when both failed: the protocol only saw the pipeline close.
     q?;
@@ -203,18 +206,34 @@ async fn produce_loop(
                 bytes += buf[before..].iter().map(|e| e.record.size()).sum::<usize>();
             }
         }
-        let records: Vec<Record> = buf.iter().map(|e| e.record.clone()).collect();
+        // Records move into one shared batch; what is left of each envelope waits for the ack.
+        let mut waiting = Vec::with_capacity(buf.len());
+        let records: Vec<Record> = buf
+            .drain(..)
+            .map(|e| {
+                waiting.push((e.entered, e.ack));
+                e.record
+            })
+            .collect();
         let bytes: usize = records.iter().map(Record::size).sum();
-        if let Err(e) = send_with_retry(&mut producer, records, &health, &metrics).await {
+        let count = records.len();
+        let started = Instant::now();
+        if let Err(e) = send_with_retry(&mut producer, Arc::new(records), &health, &metrics).await {
             stop.trigger();
             return Err(e.into());
         }
-        metrics.records_out.inc_by(buf.len() as u64);
+        metrics.records_out.inc_by(count as u64);
         metrics.bytes_out.inc_by(bytes as u64);
         let now = Instant::now();
-        for e in buf.drain(..) {
-            metrics.observe_latency(now - e.entered);
-            if let Some(ack) = e.ack {
+        tracing::trace!(
+            records = count,
+            bytes,
+            micros = (now - started).as_micros() as u64,
+            "Batch written to the hub."
+        );
+        for (entered, ack) in waiting {
+            metrics.observe_latency(now - entered);
+            if let Some(ack) = ack {
                 let _ = ack.send(());
             }
         }
@@ -225,14 +244,14 @@ async fn produce_loop(
 /// giving up exits non-zero so a supervisor restarts it, and nothing unacked is lost.
 async fn send_with_retry(
     producer: &mut Producer,
-    records: Vec<Record>,
+    records: Arc<Vec<Record>>,
     health: &Health,
     metrics: &Metrics,
 ) -> Result<i64, HubError> {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut attempt = 1;
     loop {
-        match producer.send(records.clone()).await {
+        match producer.send_shared(records.clone()).await {
             Ok(base) => {
                 health.set_hub(true);
                 return Ok(base);
@@ -388,7 +407,7 @@ pub async fn run_sink<D: Deliver>(
                         }
                     };
                     let dl = dead_letter_record(rec, &f, &settings.connector);
-                    send_with_retry(producer, vec![dl], &health, &metrics).await?;
+                    send_with_retry(producer, Arc::new(vec![dl]), &health, &metrics).await?;
                     metrics.records_dead_lettered.inc();
                     tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, topic = %settings.dead_letter_topic, "Record not delivered; written to the dead-letter topic.");
                 }

@@ -1,5 +1,10 @@
 //! The embedded hub: topics in one SQLite file in WAL mode.
 //!
+//! Records are stored the way Kafka and Fluvio store them: one row per producer batch, holding
+//! the batch's records encoded back to back, keyed by (topic, base offset). One insert per
+//! batch instead of one per record is what lets a connector write hundreds of thousands of
+//! records a second; a reader seeks to the batch holding its offset and decodes from there.
+//!
 //! WAL lets one writer and many readers work at once across processes; writers take the
 //! database lock with `BEGIN IMMEDIATE` and wait on `busy_timeout`, so several sources may
 //! share a file. Offsets are dense per topic: each batch reads the topic's last offset inside
@@ -30,15 +35,14 @@ CREATE TABLE IF NOT EXISTS topics (
     partitions INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS records (
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
     topic_id INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    key BLOB,
-    value BLOB NOT NULL,
-    headers BLOB,
-    PRIMARY KEY (topic_id, offset)
-) WITHOUT ROWID;
+    base_offset INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_by_offset ON batches (topic_id, base_offset);
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     consumer TEXT NOT NULL,
     topic_id INTEGER NOT NULL,
@@ -149,7 +153,7 @@ impl LocalHub {
             let Some(id) = id else {
                 return Err(Err::Hub(HubError::TopicNotFound(name)));
             };
-            tx.execute("DELETE FROM records WHERE topic_id = ?1", [id])?;
+            tx.execute("DELETE FROM batches WHERE topic_id = ?1", [id])?;
             tx.execute("DELETE FROM consumer_offsets WHERE topic_id = ?1", [id])?;
             tx.execute("DELETE FROM topics WHERE id = ?1", [id])?;
             tx.commit()?;
@@ -235,37 +239,25 @@ pub struct LocalProducer {
 }
 
 impl LocalProducer {
-    pub async fn send(&mut self, records: Vec<Record>) -> Result<i64, HubError> {
+    pub async fn send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
         let conn = self.conn.clone();
         let topic = self.topic.clone();
         blocking(&self.path, move || {
-            let mut c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            let mut c = conn
+                .lock()
+                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Looked up per batch: the topic may have been deleted and recreated meanwhile.
             let id = topic_id(&tx, &topic)?;
             let base = end_offset(&tx, id)?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO records (topic_id, offset, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                let mut hdr = Vec::new();
-                for (i, r) in records.iter().enumerate() {
-                    let headers = if r.headers.is_empty() {
-                        None
-                    } else {
-                        encode_headers(&r.headers, &mut hdr);
-                        Some(hdr.as_slice())
-                    };
-                    stmt.execute(params![
-                        id,
-                        base + i as i64,
-                        r.timestamp,
-                        r.key.as_deref(),
-                        r.value.as_ref(),
-                        headers
-                    ])?;
-                }
+            let mut data = Vec::with_capacity(records.iter().map(|r| r.size() + 24).sum());
+            for r in records.iter() {
+                encode_record(r, &mut data);
             }
+            tx.prepare_cached(
+                "INSERT INTO batches (topic_id, base_offset, count, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, base, records.len() as i64, data])?;
             tx.commit()?;
             Ok(base)
         })
@@ -319,24 +311,42 @@ impl LocalConsumer {
                 if known == Some(version) {
                     return Ok((Vec::new(), version));
                 }
+                // From the batch holding `from` onward; the cursor streams, so stopping at
+                // `max` records reads no further.
                 let mut stmt = c.prepare_cached(
-                    "SELECT offset, ts, key, value, headers FROM records WHERE topic_id = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+                    "SELECT base_offset, data FROM batches WHERE topic_id = ?1 AND base_offset >= \
+                     (SELECT COALESCE(MAX(base_offset), 0) FROM batches WHERE topic_id = ?1 AND base_offset <= ?2) \
+                     ORDER BY base_offset",
                 )?;
-                let rows = stmt.query_map(params![id, from, max as i64], |r| {
-                    let headers: Option<Vec<u8>> = r.get(4)?;
-                    Ok(ConsumedRecord {
-                        topic: topic.clone(),
-                        partition: 0,
-                        offset: r.get(0)?,
-                        record: Record {
-                            timestamp: r.get(1)?,
-                            key: r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
-                            value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
-                            headers: headers.map(|h| decode_headers(&h)).unwrap_or_default(),
-                        },
-                    })
-                })?;
-                let records = rows.collect::<Result<Vec<_>, _>>()?;
+                let mut rows = stmt.query(params![id, from])?;
+                let mut records = Vec::new();
+                let topic: Arc<str> = Arc::from(topic.as_str());
+                'rows: while let Some(row) = rows.next()? {
+                    let base: i64 = row.get(0)?;
+                    let data = Bytes::from(row.get::<_, Vec<u8>>(1)?);
+                    let mut at = 0;
+                    let mut offset = base;
+                    while at < data.len() {
+                        let Some((record, next)) = decode_record(&data, at) else {
+                            return Err(Err::Io(format!(
+                                "topic {topic:?}: the batch at offset {base} is corrupt"
+                            )));
+                        };
+                        at = next;
+                        if offset >= from {
+                            records.push(ConsumedRecord {
+                                topic: topic.to_string(),
+                                partition: 0,
+                                offset,
+                                record,
+                            });
+                            if records.len() >= max {
+                                break 'rows;
+                            }
+                        }
+                        offset += 1;
+                    }
+                }
                 Ok((records, version))
             })
             .await?;
@@ -429,12 +439,14 @@ fn topic_id(c: &Connection, name: &str) -> Result<i64, Err> {
 }
 
 fn end_offset(c: &Connection, topic_id: i64) -> Result<i64, Err> {
-    let max: Option<i64> = c.query_row(
-        "SELECT MAX(offset) FROM records WHERE topic_id = ?1",
-        [topic_id],
-        |r| r.get(0),
-    )?;
-    Ok(max.map_or(0, |m| m + 1))
+    let end: Option<i64> = c
+        .query_row(
+            "SELECT base_offset + count FROM batches WHERE topic_id = ?1 ORDER BY base_offset DESC LIMIT 1",
+            [topic_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(end.unwrap_or(0))
 }
 
 fn topic_info(c: &Connection, name: &str) -> Result<Option<TopicInfo>, Err> {
@@ -449,7 +461,7 @@ fn topic_info(c: &Connection, name: &str) -> Result<Option<TopicInfo>, Err> {
         return Ok(None);
     };
     let count: i64 = c.query_row(
-        "SELECT COUNT(*) FROM records WHERE topic_id = ?1",
+        "SELECT COALESCE(SUM(count), 0) FROM batches WHERE topic_id = ?1",
         [id],
         |r| r.get(0),
     )?;
@@ -460,6 +472,64 @@ fn topic_info(c: &Connection, name: &str) -> Result<Option<TopicInfo>, Err> {
         records: count as u64,
         next_offset: next,
     }))
+}
+
+/// One record in a batch, little endian: `i64 timestamp, i32 key length (-1: no key), key,
+/// u32 value length, value, u32 headers length, headers`.
+fn encode_record(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.timestamp.to_le_bytes());
+    match &r.key {
+        Some(k) => {
+            out.extend_from_slice(&(k.len() as i32).to_le_bytes());
+            out.extend_from_slice(k);
+        }
+        None => out.extend_from_slice(&(-1i32).to_le_bytes()),
+    }
+    out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&r.value);
+    let mut hdr = Vec::new();
+    if !r.headers.is_empty() {
+        encode_headers(&r.headers, &mut hdr);
+    }
+    out.extend_from_slice(&(hdr.len() as u32).to_le_bytes());
+    out.extend_from_slice(&hdr);
+}
+
+/// The record at `at` and where the next one starts; `None` if the data is cut short.
+/// Key and value share the batch's buffer instead of being copied.
+fn decode_record(data: &Bytes, at: usize) -> Option<(Record, usize)> {
+    let word = |at: usize, n: usize| data.get(at..at + n);
+    let timestamp = i64::from_le_bytes(word(at, 8)?.try_into().ok()?);
+    let mut at = at + 8;
+    let key_len = i32::from_le_bytes(word(at, 4)?.try_into().ok()?);
+    at += 4;
+    let key = if key_len < 0 {
+        None
+    } else {
+        let len = key_len as usize;
+        word(at, len)?;
+        let k = data.slice(at..at + len);
+        at += len;
+        Some(k)
+    };
+    let value_len = u32::from_le_bytes(word(at, 4)?.try_into().ok()?) as usize;
+    at += 4;
+    word(at, value_len)?;
+    let value = data.slice(at..at + value_len);
+    at += value_len;
+    let hdr_len = u32::from_le_bytes(word(at, 4)?.try_into().ok()?) as usize;
+    at += 4;
+    let headers = decode_headers(word(at, hdr_len)?);
+    at += hdr_len;
+    Some((
+        Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        },
+        at,
+    ))
 }
 
 /// Headers as `u32 name length, name, u32 value length, value`, repeated; little endian.
@@ -500,6 +570,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_round_trip_in_a_batch() {
+        let recs = [
+            Record::new("v1").with_key("k").with_header("h", "x"),
+            Record::new(""),
+            Record::new(vec![0u8, 255, 7]).with_key(""),
+        ];
+        let mut data = Vec::new();
+        for r in &recs {
+            encode_record(r, &mut data);
+        }
+        let data = Bytes::from(data);
+        let mut at = 0;
+        for want in &recs {
+            let (got, next) = decode_record(&data, at).unwrap();
+            assert_eq!(&got, want);
+            at = next;
+        }
+        assert_eq!(at, data.len());
+        assert!(decode_record(&data.slice(..data.len() - 1), 0).is_some());
+        assert!(decode_record(&data.slice(..5), 0).is_none());
+    }
+
+    #[test]
     fn headers_round_trip() {
         let h = vec![
             ("a".to_string(), Bytes::from_static(b"1")),
@@ -521,13 +614,15 @@ mod tests {
         ));
         let mut p = hub.producer("t").await.unwrap();
         assert_eq!(
-            p.send(vec![Record::new("a"), Record::new("b")])
+            p.send(Arc::new(vec![Record::new("a"), Record::new("b")]))
                 .await
                 .unwrap(),
             0
         );
         assert_eq!(
-            p.send(vec![Record::new("c").with_key("k")]).await.unwrap(),
+            p.send(Arc::new(vec![Record::new("c").with_key("k")]))
+                .await
+                .unwrap(),
             2
         );
 

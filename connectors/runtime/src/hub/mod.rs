@@ -214,6 +214,14 @@ pub enum Producer {
 impl Producer {
     /// Appends `records` in order; returns the offset of the first once they are durable.
     pub async fn send(&mut self, records: Vec<Record>) -> Result<i64, HubError> {
+        self.send_shared(std::sync::Arc::new(records)).await
+    }
+
+    /// [`Producer::send`] for a batch the caller keeps, to retry it without copying.
+    pub async fn send_shared(
+        &mut self,
+        records: std::sync::Arc<Vec<Record>>,
+    ) -> Result<i64, HubError> {
         match self {
             Producer::Local(p) => p.send(records).await,
         }
