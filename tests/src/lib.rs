@@ -32,9 +32,17 @@ pub fn bin(name: &str) -> PathBuf {
     built("debug", name)
 }
 
-/// The same from the release profile, for benchmarks.
+/// The same from the release profile, for benchmarks, which need them built first
+/// (`cargo build --release --workspace --bins`): a build from inside `cargo bench` would
+/// run with the bench's environment and rebuild the workspace every time.
 pub fn release_bin(name: &str) -> PathBuf {
-    built("release", name)
+    let path = target_dir().join("release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run cargo build --release --locked --workspace --bins first",
+        path.display()
+    );
+    path
 }
 
 fn built(profile: &'static str, name: &str) -> PathBuf {

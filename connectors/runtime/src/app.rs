@@ -256,6 +256,19 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs the connector as a task on the runtime's workers rather than on the main thread,
+/// where every wakeup from the I/O driver would cost a cross-thread handoff.
+fn on_worker(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = Result<(), BoxError>> + Send + 'static,
+) -> Result<(), BoxError> {
+    rt.block_on(async move {
+        tokio::spawn(fut)
+            .await
+            .map_err(|e| BoxError::from(format!("the connector task failed: {e}")))?
+    })
+}
+
 fn finish(result: Result<(), BoxError>) -> ExitCode {
     match result {
         Ok(()) => {
@@ -273,8 +286,8 @@ fn finish(result: Result<(), BoxError>) -> ExitCode {
 pub fn source_main<C, F, Fut>(protocol: F) -> ExitCode
 where
     C: ConnectorKind,
-    F: FnOnce(Arc<ConnectorConfig<C::Config>>, SourceContext) -> Fut,
-    Fut: Future<Output = Result<(), BoxError>>,
+    F: FnOnce(Arc<ConnectorConfig<C::Config>>, SourceContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
 {
     let p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
@@ -285,7 +298,7 @@ where
         Ok(rt) => rt,
         Err(e) => return finish(Err(e.into())),
     };
-    finish(rt.block_on(async move {
+    finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
         let settings = source_settings(&p.config.meta);
         let config = Arc::new(p.config);
@@ -351,7 +364,7 @@ where
     C: ConnectorKind,
     C::Config: SinkOptions,
     D: Deliver,
-    F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError>,
+    F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError> + Send + 'static,
 {
     let p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
@@ -362,7 +375,7 @@ where
         Ok(rt) => rt,
         Err(e) => return finish(Err(e.into())),
     };
-    finish(rt.block_on(async move {
+    finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
         let deliver = Arc::new(make(&p.config)?);
         s.health.set_upstream(true);

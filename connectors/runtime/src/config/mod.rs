@@ -97,7 +97,7 @@ pub trait ConnectorKind {
     /// Old flag names that map onto a section field: `(flag, field)`.
     const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[];
     /// The connector's own options. Doc comments become `--help` and the JSON Schema.
-    type Config: DeserializeOwned + Serialize + JsonSchema + Validate;
+    type Config: DeserializeOwned + Serialize + JsonSchema + Validate + Send + Sync + 'static;
 }
 
 /// A validation step after parsing, for rules serde cannot express. Paths are relative to the
