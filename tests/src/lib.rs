@@ -336,6 +336,8 @@ type Shared = (
 pub struct Recorder {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Received>>>,
+    /// Requests that arrived, answered or not.
+    pub arrived: Arc<std::sync::atomic::AtomicUsize>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -349,7 +351,8 @@ impl Recorder {
         rule: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
         let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let state: Shared = (requests.clone(), Arc::new(rule), Arc::default());
+        let arrived: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let state: Shared = (requests.clone(), Arc::new(rule), arrived.clone());
         let app = Router::new().fallback(any(record)).with_state(state);
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -359,6 +362,7 @@ impl Recorder {
         Recorder {
             addr,
             requests,
+            arrived,
             task: Arc::new(task),
         }
     }

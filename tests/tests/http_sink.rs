@@ -348,3 +348,44 @@ async fn secrets_never_reach_the_logs() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_waits_for_the_grace_period_then_gives_up_without_commit() {
+    let hub = TempHub::new();
+    hub.produce("in", records(2)).await;
+    // The endpoint hangs far longer than the grace period.
+    let server = Recorder::start(|_, _| Reply::Slow(Duration::from_secs(20))).await;
+    let mut cmd = sink(&hub, &server.url("/"), &["--grace-period", "300ms"]);
+    cmd.env("RUST_LOG", "info");
+    let mut p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(Duration::from_secs(30), "a request in flight", || async {
+        server.arrived.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.terminate();
+    let status = p
+        .wait_timeout(Duration::from_secs(10))
+        .await
+        .expect("exits soon after the grace period");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        p.output()
+            .contains("shutdown took longer than the grace period (300ms)"),
+        "{}",
+        p.output()
+    );
+    // Nothing was committed: a restart starts again at the first record.
+    let hub2 = hub.hub().await;
+    let mut c = hub2
+        .consumer(
+            "in",
+            0,
+            Some("http-sink"),
+            runnel_runtime::config::OffsetStart::End,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.position(), 2, "no stored offset: the start rule applied");
+    drop(c.fetch(1, Duration::ZERO).await.unwrap());
+}
