@@ -355,6 +355,7 @@ pub fn sink_settings<T: SinkOptions>(config: &ConnectorConfig<T>) -> SinkSetting
             .map(String::from)
             .unwrap_or_else(|| format!("{}-dlq", meta.topic)),
         connector: meta.name.clone(),
+        secrets: config.secret_values().to_vec(),
     }
 }
 

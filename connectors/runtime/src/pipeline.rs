@@ -189,10 +189,23 @@ async fn produce_loop(
 ) -> Result<(), PipelineError> {
     let max = settings.batch_records.max(1);
     let mut buf: Vec<Envelope> = Vec::with_capacity(max);
+    // Records taken but left for the next batch because this one reached batch_bytes.
+    let mut carry: Vec<Envelope> = Vec::new();
     loop {
         buf.clear();
-        if rx.recv_many(&mut buf, max).await == 0 {
-            return Ok(());
+        buf.append(&mut carry);
+        if buf.is_empty() {
+            if rx.recv_many(&mut buf, max).await == 0 {
+                return Ok(());
+            }
+        } else if buf.len() < max {
+            // Whatever else is already waiting, without blocking.
+            while buf.len() < max {
+                match rx.try_recv() {
+                    Ok(e) => buf.push(e),
+                    Err(_) => break,
+                }
+            }
         }
         if !settings.linger.is_zero() {
             let deadline = Instant::now() + settings.linger;
@@ -205,6 +218,14 @@ async fn produce_loop(
                 }
                 bytes += buf[before..].iter().map(|e| e.record.size()).sum::<usize>();
             }
+        }
+        // A batch stops at batch_bytes (with at least one record); the rest waits its turn.
+        let mut size = 0;
+        if let Some(cut) = buf.iter().position(|e| {
+            size += e.record.size();
+            size > settings.batch_bytes
+        }) {
+            carry = buf.split_off(cut.max(1));
         }
         // Records move into one shared batch; what is left of each envelope waits for the ack.
         let mut waiting = Vec::with_capacity(buf.len());
@@ -331,6 +352,8 @@ pub struct SinkSettings {
     pub dead_letter_topic: String,
     /// The connector's name, put in dead-letter headers.
     pub connector: String,
+    /// Secret values to mask in error text written to the dead-letter topic.
+    pub secrets: Vec<String>,
 }
 
 struct Failure {
@@ -374,14 +397,22 @@ pub async fn run_sink<D: Deliver>(
             .bytes_in
             .inc_by(batch.iter().map(|r| r.record.size() as u64).sum());
         let batch = Arc::new(batch);
-        let Some(failures) = deliver_batch(&batch, &deliver, &settings, &metrics, &shutdown).await
-        else {
-            // Interrupted by shutdown mid-batch: not committed, redelivered after restart.
-            tracing::info!(
-                from_offset = batch[0].offset,
-                "Stopped mid-batch; it will be delivered again after a restart."
-            );
-            return Ok(());
+        let failures = match deliver_batch(&batch, &deliver, &settings, &metrics, &shutdown).await {
+            Batch::Done(f) => f,
+            Batch::Interrupted => {
+                // Shutdown mid-batch: not committed, redelivered after a restart.
+                tracing::info!(
+                    from_offset = batch[0].offset,
+                    "Stopped mid-batch; it will be delivered again after a restart."
+                );
+                return Ok(());
+            }
+            Batch::Panicked(e) => {
+                return Err(PipelineError::Protocol(format!(
+                    "delivering the batch from offset {} failed: {e}",
+                    batch[0].offset
+                )));
+            }
         };
         for f in failures {
             let rec = &batch[f.index];
@@ -406,7 +437,7 @@ pub async fn run_sink<D: Deliver>(
                             dead_letter.insert(hub.producer(&settings.dead_letter_topic).await?)
                         }
                     };
-                    let dl = dead_letter_record(rec, &f, &settings.connector);
+                    let dl = dead_letter_record(rec, &f, &settings);
                     send_with_retry(producer, Arc::new(vec![dl]), &health, &metrics).await?;
                     metrics.records_dead_lettered.inc();
                     tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, topic = %settings.dead_letter_topic, "Record not delivered; written to the dead-letter topic.");
@@ -419,10 +450,14 @@ pub async fn run_sink<D: Deliver>(
     }
 }
 
-fn dead_letter_record(rec: &ConsumedRecord, f: &Failure, connector: &str) -> Record {
+fn dead_letter_record(rec: &ConsumedRecord, f: &Failure, settings: &SinkSettings) -> Record {
+    let connector = &settings.connector;
     let mut r = rec.record.clone();
     for (k, v) in [
-        ("runnel-error", f.error.message.clone()),
+        (
+            "runnel-error",
+            crate::config::secrets_masked(&f.error.message, &settings.secrets),
+        ),
         ("runnel-attempts", f.attempts.to_string()),
         ("runnel-topic", rec.topic.clone()),
         ("runnel-partition", rec.partition.to_string()),
@@ -434,27 +469,40 @@ fn dead_letter_record(rec: &ConsumedRecord, f: &Failure, connector: &str) -> Rec
     r
 }
 
-/// Delivers a batch; `None` when shutdown interrupted it.
+/// How delivering a batch ended.
+enum Batch {
+    /// Every record delivered or failed for good (these, in offset order).
+    Done(Vec<Failure>),
+    /// Shutdown came first.
+    Interrupted,
+    /// The connector's deliver panicked.
+    Panicked(String),
+}
+
 async fn deliver_batch<D: Deliver>(
     batch: &Arc<Vec<ConsumedRecord>>,
     deliver: &Arc<D>,
     settings: &Arc<SinkSettings>,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
-) -> Option<Vec<Failure>> {
+) -> Batch {
     // Under `stop`, nothing after a failed record is sent: the restart begins there.
     let stop_early = settings.on_error == ErrorPolicy::Stop;
     if settings.concurrency <= 1 {
         let mut failures = Vec::new();
         for i in 0..batch.len() {
-            if let Some(f) = deliver_one(&**deliver, batch, i, settings, metrics, shutdown).await? {
-                failures.push(f);
-                if stop_early {
-                    break;
+            match deliver_one(&**deliver, batch, i, settings, metrics, shutdown).await {
+                None => return Batch::Interrupted,
+                Some(None) => {}
+                Some(Some(f)) => {
+                    failures.push(f);
+                    if stop_early {
+                        break;
+                    }
                 }
             }
         }
-        return Some(failures);
+        return Batch::Done(failures);
     }
     // Groups of indexes that must go in order: one per key, one per keyless record.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -500,22 +548,22 @@ async fn deliver_batch<D: Deliver>(
     }
     let mut failures = Vec::new();
     let mut interrupted = false;
+    let mut panicked = None;
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Some(f)) => failures.extend(f),
             Ok(None) => interrupted = true,
-            Err(e) => {
-                // A panic in a connector's deliver: treat the batch as not delivered.
-                tracing::error!(error = %e, "A delivery task failed.");
-                interrupted = true;
-            }
+            Err(e) => panicked = Some(e.to_string()),
         }
     }
+    if let Some(e) = panicked {
+        return Batch::Panicked(e);
+    }
     if interrupted {
-        return None;
+        return Batch::Interrupted;
     }
     failures.sort_by_key(|f| f.index);
-    Some(failures)
+    Batch::Done(failures)
 }
 
 /// One record with retries. `Some(None)`: delivered; `Some(Some(f))`: failed for good;
@@ -559,5 +607,58 @@ async fn deliver_one<D: Deliver>(
                 attempt += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubUrl;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_stop_at_batch_bytes_and_keep_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url: HubUrl = format!("local:{}", dir.path().join("hub.db").display())
+            .parse()
+            .unwrap();
+        let hub = Hub::connect(&url).await.unwrap();
+        hub.create_topic("t", 1).await.unwrap();
+        let (_trigger, shutdown) = shutdown::channel();
+        let settings = SourceSettings {
+            linger: Duration::from_millis(5),
+            batch_bytes: 250,
+            batch_records: 64,
+        };
+        let metrics = Metrics::new("t", "test");
+        run_source(
+            &hub,
+            "t",
+            settings,
+            Arc::default(),
+            metrics.clone(),
+            shutdown,
+            |ctx| async move {
+                for i in 0..500 {
+                    let acked = ctx.send_acked(Record::new(format!("{i:0100}"))).await?;
+                    if i % 100 == 0 {
+                        // Acks arrive only once the record is in the hub.
+                        acked.await?;
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        let mut c = hub
+            .consumer("t", 0, None, OffsetStart::Beginning)
+            .await
+            .unwrap();
+        let got = c.fetch(1000, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 500);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.record.value, format!("{i:0100}").as_bytes());
+        }
+        assert_eq!(metrics.records_out.get(), 500);
     }
 }

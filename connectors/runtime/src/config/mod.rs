@@ -160,6 +160,13 @@ pub struct ConnectorConfig<T> {
     secret_values: Vec<String>,
 }
 
+impl<T> ConnectorConfig<T> {
+    /// The secret values this config uses, for the log redactor.
+    pub fn secret_values(&self) -> &[String] {
+        &self.secret_values
+    }
+}
+
 impl<T: Serialize> ConnectorConfig<T> {
     /// The resolved config as YAML with every secret value replaced by `******`.
     pub fn to_masked_yaml(&self, section: &str) -> String {
@@ -188,11 +195,6 @@ impl<T: Serialize> ConnectorConfig<T> {
         }
         .unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         secrets_masked(&text, &self.secret_values)
-    }
-
-    /// The secret values this config uses, for the log redactor.
-    pub fn secret_values(&self) -> &[String] {
-        &self.secret_values
     }
 }
 

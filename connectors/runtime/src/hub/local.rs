@@ -30,7 +30,9 @@ use crate::{
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS topics (
-    id INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: a deleted topic's id is never given to a new one, so a consumer still
+    -- holding it cannot read another topic's records.
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     partitions INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
@@ -250,6 +252,9 @@ impl LocalProducer {
             // Looked up per batch: the topic may have been deleted and recreated meanwhile.
             let id = topic_id(&tx, &topic)?;
             let base = end_offset(&tx, id)?;
+            if records.is_empty() {
+                return Ok(base);
+            }
             let mut data = Vec::with_capacity(records.iter().map(|r| r.size() + 24).sum());
             for r in records.iter() {
                 encode_record(r, &mut data);
@@ -601,6 +606,28 @@ mod tests {
         let mut buf = Vec::new();
         encode_headers(&h, &mut buf);
         assert_eq!(decode_headers(&buf), h);
+    }
+
+    #[tokio::test]
+    async fn empty_batches_and_deleted_topics_break_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LocalHub::open(dir.path().join("hub.db")).await.unwrap();
+        hub.create_topic("a", 1).await.unwrap();
+        let mut p = hub.producer("a").await.unwrap();
+        assert_eq!(p.send(Arc::new(vec![])).await.unwrap(), 0);
+        assert_eq!(p.send(Arc::new(vec![Record::new("x")])).await.unwrap(), 0);
+        assert_eq!(p.send(Arc::new(vec![])).await.unwrap(), 1);
+
+        // A consumer of a deleted topic never sees the records of a topic created after it.
+        let mut old = hub
+            .consumer("a", 0, None, OffsetStart::Beginning)
+            .await
+            .unwrap();
+        hub.delete_topic("a").await.unwrap();
+        hub.create_topic("b", 1).await.unwrap();
+        let mut pb = hub.producer("b").await.unwrap();
+        pb.send(Arc::new(vec![Record::new("of b")])).await.unwrap();
+        assert!(old.fetch(10, Duration::ZERO).await.unwrap().is_empty());
     }
 
     #[tokio::test]
