@@ -208,6 +208,17 @@ impl Proc {
         }
     }
 
+    /// Waits up to `timeout` for the exit, then checks its code and that the output says
+    /// `needle`; returns the output.
+    pub async fn expect_exit(&mut self, timeout: Duration, code: i32, needle: &str) -> String {
+        let status = self.wait_timeout(timeout).await;
+        let out = self.output();
+        let status = status.unwrap_or_else(|| panic!("still running after {timeout:?}:\n{out}"));
+        assert_eq!(status.code(), Some(code), "{out}");
+        assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
+        out
+    }
+
     /// The port of the connector's health server, read from its startup log line.
     pub async fn health_port(&self) -> u16 {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -33,6 +33,17 @@ fn check(connector: &str, file: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `connector` with `args`; asserts success and returns stdout.
+fn passes(connector: &str, args: &[&str]) -> String {
+    let out = Command::new(bin(connector)).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn yml_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -150,10 +161,12 @@ fn check_resolves_aliases_secrets_and_formats() {
 #[test]
 fn flags_override_the_file_and_work_alone() {
     let example = workspace_root().join("examples/test-source.yml");
-    let out = Command::new(bin("test-source"))
-        .arg("--config")
-        .arg(&example)
-        .args([
+    let example = example.to_str().unwrap();
+    let shown = passes(
+        "test-source",
+        &[
+            "--config",
+            example,
             "--check",
             "--fluvio-topic",
             "other",
@@ -161,35 +174,22 @@ fn flags_override_the_file_and_work_alone() {
             "3",
             "--timeout",
             "5",
-        ])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(shown.contains("topic: other"), "{shown}");
     assert!(shown.contains("count: 3"), "{shown}");
     assert!(shown.contains("interval: 5ms"), "{shown}");
 
     // No file: flags alone, as `docker run IMAGE -- --endpoint=...` passes them.
-    let out = Command::new(bin("http-source"))
-        .args([
+    let shown = passes(
+        "http-source",
+        &[
             "--",
             "--endpoint=http://127.0.0.1:1/x",
             "--topic=t",
             "--interval=2s",
             "--check",
-        ])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(shown.contains("endpoint: http://127.0.0.1:1/x"), "{shown}");
 

@@ -163,16 +163,8 @@ async fn on_error_skip_logs_and_stop_exits_without_commit() {
         sink(&hub, &server.url("/"), &["--on-error", "stop"]),
         hub.path("stop"),
     );
-    let status = stop
-        .wait_timeout(Duration::from_secs(30))
-        .await
-        .expect("stops");
-    assert_eq!(status.code(), Some(1));
-    assert!(
-        stop.output().contains("on_error is stop"),
-        "{}",
-        stop.output()
-    );
+    stop.expect_exit(Duration::from_secs(30), 1, "on_error is stop")
+        .await;
 
     let skip = Proc::spawn(
         sink(&hub, &server.url("/"), &["--on-error", "skip"]),
@@ -364,17 +356,12 @@ async fn sigterm_waits_for_the_grace_period_then_gives_up_without_commit() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.terminate();
-    let status = p
-        .wait_timeout(Duration::from_secs(10))
-        .await
-        .expect("exits soon after the grace period");
-    assert_eq!(status.code(), Some(1));
-    assert!(
-        p.output()
-            .contains("shutdown took longer than the grace period (300ms)"),
-        "{}",
-        p.output()
-    );
+    p.expect_exit(
+        Duration::from_secs(10),
+        1,
+        "shutdown took longer than the grace period (300ms)",
+    )
+    .await;
     // Nothing was committed: a restart starts again at the first record.
     let hub2 = hub.hub().await;
     let mut c = hub2

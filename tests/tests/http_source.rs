@@ -117,17 +117,12 @@ async fn error_status_stop_policy_exits_non_zero() {
         &server.url("/"),
     ]);
     let mut p = Proc::spawn(cmd, hub.path("log"));
-    let status = p
-        .wait_timeout(Duration::from_secs(30))
-        .await
-        .expect("exits");
-    assert_eq!(status.code(), Some(1));
-    assert!(
-        p.output()
-            .contains("answered 404 Not Found and on_error_status is stop"),
-        "{}",
-        p.output()
-    );
+    p.expect_exit(
+        Duration::from_secs(30),
+        1,
+        "answered 404 Not Found and on_error_status is stop",
+    )
+    .await;
 }
 
 /// A streaming server: the first connection sends two lines and half of a third, then

@@ -40,14 +40,8 @@ async fn missing_topic_without_create_topic_is_an_error_that_says_how() {
     let mut cmd = connector("test-source", &hub);
     cmd.args(["--topic", "nope", "--count", "1"]);
     let mut p = Proc::spawn(cmd, hub.path("log"));
-    let status = p
-        .wait_timeout(Duration::from_secs(30))
-        .await
-        .expect("exits");
-    assert_eq!(status.code(), Some(1));
-    let out = p.output();
-    assert!(out.contains("does not exist"), "{out}");
-    assert!(out.contains("runnel topic create nope"), "{out}");
+    p.expect_exit(Duration::from_secs(30), 1, "runnel topic create nope")
+        .await;
     assert_eq!(hub.count("nope").await, 0);
 }
 
