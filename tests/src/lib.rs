@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod oracle;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -71,6 +73,52 @@ fn built(profile: &'static str, name: &str) -> PathBuf {
         target_dir().join(profile)
     });
     let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The example SmartModules (`smartmodule-host/smartmodules`), built with Fluvio's SDK for
+/// `target` (wasm32-unknown-unknown or wasm32-wasip1) once per test process. Returns the
+/// directory holding `<name>.wasm` (crate names with `_`).
+pub fn smartmodules(target: &'static str) -> PathBuf {
+    static BUILT: Mutex<Vec<(&'static str, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, dir)) = built.iter().find(|(t, _)| *t == target) {
+        return dir.clone();
+    }
+    let root = workspace_root();
+    let target_dir = target_dir().join("smartmodules");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--target",
+            target,
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("smartmodule-host/smartmodules/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("run cargo build for the example SmartModules");
+    assert!(
+        status.success(),
+        "building the example SmartModules for {target} failed (is the target installed? rustup target add {target})"
+    );
+    let dir = target_dir.join(target).join("release");
+    built.push((target, dir.clone()));
+    dir
+}
+
+/// An example SmartModule built for wasm32-unknown-unknown, e.g. `wasm("json_filter")`.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = smartmodules("wasm32-unknown-unknown").join(format!("{name}.wasm"));
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

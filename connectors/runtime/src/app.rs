@@ -20,6 +20,7 @@ use crate::{
     server::{self, Health},
     shutdown::{self, Shutdown},
     telemetry::{self, LogFormat, Metrics},
+    transform,
 };
 
 /// Flags every connector takes.
@@ -67,6 +68,8 @@ pub struct CommonArgs {
     /// How long shutdown may take to flush and commit before the process gives up.
     #[arg(long, env = "RUNNEL_GRACE_PERIOD", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace_period: HumanDuration,
+    #[command(flatten)]
+    pub smartmodule: transform::SmartModuleArgs,
 }
 
 fn parse_duration(s: &str) -> Result<HumanDuration, String> {
@@ -89,6 +92,14 @@ const RESERVED: &[&str] = &[
     "log-format",
     "health-addr",
     "grace-period",
+    "smartmodule-dir",
+    "smartmodule-cache",
+    "smartmodule-timeout",
+    "smartmodule-max-memory",
+    "on-transform-error",
+    "smartstream-filter",
+    "smartstream-map",
+    "smartstream-arraymap",
     "help",
     "version",
 ];
@@ -98,6 +109,8 @@ const RESERVED: &[&str] = &[
 pub struct Prepared<T> {
     pub args: CommonArgs,
     pub config: ConnectorConfig<T>,
+    /// The `transforms:` chain, loaded and initialised; `None` without transforms.
+    pub chain: Option<smartmodule_host::Chain>,
 }
 
 /// Exit code for a config or usage error.
@@ -172,11 +185,49 @@ pub fn prepare<C: ConnectorKind>(
             return Err(ExitCode::from(EXIT_CONFIG));
         }
     };
+    // Modules are found, checked and initialised here, so `--check` catches a missing or
+    // broken module and a connector never starts half-configured.
+    let base = args
+        .config
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let chain = match transform::resolve(&config.transforms, &args.smartmodule, &base)
+        .and_then(|steps| transform::build(&steps, &args.smartmodule))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            match &args.config {
+                Some(p) => eprintln!(
+                    "error: {}: {}",
+                    p.display(),
+                    config::secrets_masked(&e, config.secret_values())
+                ),
+                None => eprintln!(
+                    "error: {}",
+                    config::secrets_masked(&e, config.secret_values())
+                ),
+            }
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
     if args.check {
         print!("{}", config.to_masked_yaml(C::SECTION));
         return Err(ExitCode::SUCCESS);
     }
-    Ok(Prepared { args, config })
+    Ok(Prepared {
+        args,
+        config,
+        chain,
+    })
 }
 
 /// What a running connector shares with its stages.
@@ -191,13 +242,6 @@ pub struct Services {
 /// Connects the hub, checks the topic, starts the health server and signal handling.
 pub async fn start<T>(p: &Prepared<T>, kind: &str) -> Result<Services, BoxError> {
     let meta = &p.config.meta;
-    if let Some(t) = p.config.transforms.first() {
-        return Err(format!(
-            "transforms[0] ({}): SmartModules cannot run in this build yet; remove transforms: to run the connector",
-            t.uses
-        )
-        .into());
-    }
     let url: HubUrl = match &p.args.hub {
         Some(s) => s.parse()?,
         None => HubUrl::from_env()?,
@@ -289,7 +333,7 @@ where
     F: FnOnce(Arc<ConnectorConfig<C::Config>>, SourceContext) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), BoxError>> + Send,
 {
-    let p = match prepare::<C>(std::env::args_os()) {
+    let mut p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -300,7 +344,14 @@ where
     };
     finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
-        let settings = source_settings(&p.config.meta);
+        let mut settings = source_settings(&p.config.meta);
+        settings.transforms = p.chain.take().map(|chain| pipeline::SourceTransforms {
+            chain,
+            on_error: p.args.smartmodule.on_transform_error.into(),
+            dead_letter_topic: format!("{}-dlq", p.config.meta.topic),
+            connector: p.config.meta.name.clone(),
+            secrets: p.config.secret_values().to_vec(),
+        });
         let config = Arc::new(p.config);
         let topic = config.meta.topic.clone();
         let run = pipeline::run_source(
@@ -367,7 +418,7 @@ where
     D: Deliver,
     F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError> + Send + 'static,
 {
-    let p = match prepare::<C>(std::env::args_os()) {
+    let mut p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -378,6 +429,7 @@ where
     };
     finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
+        let chain = p.chain.take();
         let deliver = Arc::new(make(&p.config)?);
         s.health.set_upstream(true);
         let settings = sink_settings(&p.config);
@@ -385,6 +437,7 @@ where
             &s.hub,
             &p.config.meta.topic,
             settings,
+            chain,
             deliver,
             s.health.clone(),
             s.metrics.clone(),

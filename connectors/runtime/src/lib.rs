@@ -12,6 +12,8 @@
 //!   (hub → extract → protocol), with batching, retries, dead-letter and at-least-once commits.
 //! - [`server`]: `/healthz`, `/readyz` and Prometheus `/metrics`.
 //! - [`telemetry`]: logs (text or JSON) that never print a secret, and the metrics registry.
+//! - [`transform`]: the filter and shape stages, `transforms:` run as one chain of
+//!   SmartModules by smartmodule-host.
 //! - [`shutdown`]: SIGTERM/SIGINT handling passed into every task, so tests control it.
 //! - [`app`]: the `main` every connector shares: flags, `--check`, `--schema`, wiring.
 
@@ -24,6 +26,7 @@ pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod transform;
 
 pub use record::{ConsumedRecord, Record};
 

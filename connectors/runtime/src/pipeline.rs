@@ -110,7 +110,7 @@ impl SourceContext {
 }
 
 /// How the producer stage batches.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SourceSettings {
     /// Wait this long for more records before writing a batch that is not full.
     pub linger: Duration,
@@ -118,6 +118,18 @@ pub struct SourceSettings {
     pub batch_bytes: usize,
     /// And at most this many records.
     pub batch_records: usize,
+    /// The filter and shape stages, run on each batch before it is written.
+    pub transforms: Option<SourceTransforms>,
+}
+
+/// A source's SmartModule chain and what happens to the records it rejects.
+#[derive(Debug)]
+pub struct SourceTransforms {
+    pub chain: smartmodule_host::Chain,
+    pub on_error: ErrorPolicy,
+    pub dead_letter_topic: String,
+    pub connector: String,
+    pub secrets: Vec<String>,
 }
 
 impl Default for SourceSettings {
@@ -126,6 +138,7 @@ impl Default for SourceSettings {
             linger: Duration::ZERO,
             batch_bytes: 1 << 20,
             batch_records: 4096,
+            transforms: None,
         }
     }
 }
@@ -165,7 +178,22 @@ where
         metrics: metrics.clone(),
     };
     // Its own task, so the protocol and the hub writes run on separate threads.
-    let producing = tokio::spawn(produce_loop(producer, rx, settings, metrics, health, stop));
+    let dead_letter = match &settings.transforms {
+        Some(t) if t.on_error == ErrorPolicy::DeadLetter => {
+            hub.ensure_topic(&t.dead_letter_topic, true, None).await?;
+            Some(hub.producer(&t.dead_letter_topic).await?)
+        }
+        _ => None,
+    };
+    let producing = tokio::spawn(produce_loop(
+        producer,
+        dead_letter,
+        rx,
+        settings,
+        metrics,
+        health,
+        stop,
+    ));
     let p = protocol(ctx)
         .await
         .map_err(|e| PipelineError::Protocol(e.to_string()));
@@ -181,8 +209,9 @@ where
 
 async fn produce_loop(
     mut producer: Producer,
+    mut dead_letter: Option<Producer>,
     mut rx: mpsc::Receiver<Envelope>,
-    settings: SourceSettings,
+    mut settings: SourceSettings,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: shutdown::Trigger,
@@ -236,10 +265,51 @@ async fn produce_loop(
                 e.record
             })
             .collect();
+        let records = match &mut settings.transforms {
+            None => records,
+            Some(t) => {
+                let (out, rejected) = crate::transform::apply(&mut t.chain, &records);
+                metrics
+                    .records_filtered
+                    .inc_by(records.len().saturating_sub(out.len() + rejected.len()) as u64);
+                for r in &rejected {
+                    metrics.records_failed.inc();
+                    match t.on_error {
+                        ErrorPolicy::Stop => {
+                            stop.trigger();
+                            return Err(PipelineError::Protocol(format!(
+                                "a SmartModule rejected a record and --on-transform-error is stop: {}",
+                                crate::config::secrets_masked(&r.reason, &t.secrets)
+                            )));
+                        }
+                        ErrorPolicy::Skip => {
+                            tracing::warn!(error = %crate::config::secrets_masked(&r.reason, &t.secrets), "Record rejected by a SmartModule; skipped as --on-transform-error says.");
+                        }
+                        ErrorPolicy::DeadLetter => {
+                            let dl = crate::transform::dead_letter(r, &t.connector, &t.secrets);
+                            if let Some(p) = dead_letter.as_mut() {
+                                if let Err(e) =
+                                    send_with_retry(p, Arc::new(vec![dl]), &health, &metrics).await
+                                {
+                                    stop.trigger();
+                                    return Err(e.into());
+                                }
+                                metrics.records_dead_lettered.inc();
+                            }
+                            tracing::warn!(error = %crate::config::secrets_masked(&r.reason, &t.secrets), topic = %t.dead_letter_topic, "Record rejected by a SmartModule; written to the dead-letter topic.");
+                        }
+                    }
+                }
+                out.into_iter().map(|(_, r)| r).collect()
+            }
+        };
         let bytes: usize = records.iter().map(Record::size).sum();
         let count = records.len();
         let started = Instant::now();
-        if let Err(e) = send_with_retry(&mut producer, Arc::new(records), &health, &metrics).await {
+        if count > 0
+            && let Err(e) =
+                send_with_retry(&mut producer, Arc::new(records), &health, &metrics).await
+        {
             stop.trigger();
             return Err(e.into());
         }
@@ -367,6 +437,7 @@ pub async fn run_sink<D: Deliver>(
     hub: &Hub,
     topic: &str,
     settings: SinkSettings,
+    mut chain: Option<smartmodule_host::Chain>,
     deliver: Arc<D>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -396,6 +467,64 @@ pub async fn run_sink<D: Deliver>(
         metrics
             .bytes_in
             .inc_by(batch.iter().map(|r| r.record.size() as u64).sum());
+        // The filter and shape stages: records a module rejects join the delivery failures
+        // and follow on_error like them.
+        let mut rejected: Vec<(ConsumedRecord, String)> = Vec::new();
+        let batch = match chain.as_mut() {
+            None => batch,
+            Some(chain) => {
+                let inputs: Vec<Record> = batch.iter().map(|c| c.record.clone()).collect();
+                let (out, rejections) = crate::transform::apply(chain, &inputs);
+                let mut last_offset = batch[0].offset;
+                let shaped: Vec<ConsumedRecord> = out
+                    .into_iter()
+                    .map(|(source, record)| {
+                        if let Some(i) = source {
+                            last_offset = batch[i].offset;
+                        }
+                        ConsumedRecord {
+                            topic: batch[0].topic.clone(),
+                            partition: batch[0].partition,
+                            offset: last_offset,
+                            record,
+                        }
+                    })
+                    .collect();
+                metrics.records_filtered.inc_by(
+                    (batch.len() as u64).saturating_sub((shaped.len() + rejections.len()) as u64),
+                );
+                for r in rejections {
+                    let consumed = match r.source {
+                        Some(i) => batch[i].clone(),
+                        None => ConsumedRecord {
+                            topic: batch[0].topic.clone(),
+                            partition: batch[0].partition,
+                            offset: batch[0].offset,
+                            record: r.record,
+                        },
+                    };
+                    rejected.push((consumed, format!("transform: {}", r.reason)));
+                }
+                shaped
+            }
+        };
+        for (rec, message) in rejected {
+            let f = Failure {
+                index: 0,
+                attempts: 0,
+                error: DeliveryError::permanent(message),
+            };
+            handle_failure(
+                &rec,
+                &f,
+                hub,
+                &mut dead_letter,
+                &settings,
+                &health,
+                &metrics,
+            )
+            .await?;
+        }
         let batch = Arc::new(batch);
         let failures = match deliver_batch(&batch, &deliver, &settings, &metrics, &shutdown).await {
             Batch::Done(f) => f,
@@ -416,38 +545,52 @@ pub async fn run_sink<D: Deliver>(
         };
         for f in failures {
             let rec = &batch[f.index];
-            metrics.records_failed.inc();
-            match settings.on_error {
-                ErrorPolicy::Stop => {
-                    return Err(PipelineError::Stopped {
-                        offset: rec.offset,
-                        attempts: f.attempts,
-                        message: f.error.message,
-                    });
-                }
-                ErrorPolicy::Skip => {
-                    tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, "Record not delivered; skipped as on_error says.");
-                }
-                ErrorPolicy::DeadLetter => {
-                    let producer = match &mut dead_letter {
-                        Some(p) => p,
-                        None => {
-                            hub.ensure_topic(&settings.dead_letter_topic, true, None)
-                                .await?;
-                            dead_letter.insert(hub.producer(&settings.dead_letter_topic).await?)
-                        }
-                    };
-                    let dl = dead_letter_record(rec, &f, &settings);
-                    send_with_retry(producer, Arc::new(vec![dl]), &health, &metrics).await?;
-                    metrics.records_dead_lettered.inc();
-                    tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, topic = %settings.dead_letter_topic, "Record not delivered; written to the dead-letter topic.");
-                }
-            }
+            handle_failure(rec, &f, hub, &mut dead_letter, &settings, &health, &metrics).await?;
         }
         if settings.consumer_id.is_some() {
             consumer.commit(last + 1).await?;
         }
     }
+}
+
+/// Applies on_error to a record that failed for good.
+async fn handle_failure(
+    rec: &ConsumedRecord,
+    f: &Failure,
+    hub: &Hub,
+    dead_letter: &mut Option<Producer>,
+    settings: &SinkSettings,
+    health: &Health,
+    metrics: &Metrics,
+) -> Result<(), PipelineError> {
+    metrics.records_failed.inc();
+    match settings.on_error {
+        ErrorPolicy::Stop => {
+            return Err(PipelineError::Stopped {
+                offset: rec.offset,
+                attempts: f.attempts,
+                message: crate::config::secrets_masked(&f.error.message, &settings.secrets),
+            });
+        }
+        ErrorPolicy::Skip => {
+            tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, "Record not delivered; skipped as on_error says.");
+        }
+        ErrorPolicy::DeadLetter => {
+            let producer = match dead_letter {
+                Some(p) => p,
+                None => {
+                    hub.ensure_topic(&settings.dead_letter_topic, true, None)
+                        .await?;
+                    dead_letter.insert(hub.producer(&settings.dead_letter_topic).await?)
+                }
+            };
+            let dl = dead_letter_record(rec, f, settings);
+            send_with_retry(producer, Arc::new(vec![dl]), health, metrics).await?;
+            metrics.records_dead_lettered.inc();
+            tracing::warn!(offset = rec.offset, attempts = f.attempts, error = %f.error.message, topic = %settings.dead_letter_topic, "Record not delivered; written to the dead-letter topic.");
+        }
+    }
+    Ok(())
 }
 
 fn dead_letter_record(rec: &ConsumedRecord, f: &Failure, settings: &SinkSettings) -> Record {
@@ -628,6 +771,7 @@ mod tests {
             linger: Duration::from_millis(5),
             batch_bytes: 250,
             batch_records: 64,
+            transforms: None,
         };
         let metrics = Metrics::new("t", "test");
         run_source(
