@@ -195,7 +195,12 @@ pub fn decode_output(mut buf: Bytes, aggregate: bool) -> std::io::Result<Output>
     let mut cursor = std::io::Cursor::new(buf);
     error.decode(&mut cursor, VERSION)?;
     let accumulator = if aggregate {
+        let pos = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
         let mut rest = cursor.into_inner();
+        if pos > rest.len() {
+            return Err(short("the error"));
+        }
+        let mut rest = rest.split_off(pos);
         let len = take_u32(&mut rest)? as usize;
         if rest.remaining() < len {
             return Err(short("accumulator"));

@@ -365,9 +365,11 @@ impl Chain {
                     "copy_records({optr}, {olen}) is outside the module's memory"
                 ))
             })?;
-        if let Some(dealloc) = &live.dealloc {
+        if let Some(dealloc) = &live.dealloc
+            && let Some(size) = freeable_size(live.memory.data(&*store), start, n)
+        {
             dealloc
-                .call(&mut *store, (optr, olen))
+                .call(&mut *store, (optr, size as i32))
                 .map_err(|e| classify(name, e, &self.limits))?;
         }
         Ok((rc, Some(bytes)))
@@ -621,6 +623,29 @@ impl Chain {
             }
         }
     }
+}
+
+/// The size to hand the SDK's `dealloc` for an output buffer of `len` bytes at `ptr`.
+///
+/// The SDK encodes its output into a `Vec` and forgets it, so only the length crosses the
+/// boundary, not the capacity; and Rust's wasm allocator (dlmalloc) checks on free that
+/// the size it is given matches the block. The block's real size is in the allocator's
+/// chunk header, the word before the buffer (size with the low three bits as flags, bit 1
+/// meaning in use). When the header looks like an in-use dlmalloc chunk that can hold
+/// this buffer, the buffer is freed with the size that chunk was allocated for; when it
+/// does not (a module with another allocator), the buffer is left alone, as Fluvio's
+/// engine leaves every one.
+fn freeable_size(mem: &[u8], ptr: usize, len: usize) -> Option<usize> {
+    const CINUSE: u32 = 2;
+    const OVERHEAD: usize = 4;
+    let head = mem.get(ptr.checked_sub(4)?..ptr)?;
+    let head = u32::from_le_bytes(head.try_into().ok()?);
+    let chunk = (head & !7) as usize;
+    let plausible = head & CINUSE != 0
+        && chunk >= len + OVERHEAD
+        && chunk <= len.saturating_mul(2) + 64
+        && ptr % 8 == 0;
+    plausible.then(|| chunk - OVERHEAD)
 }
 
 fn deadline_ticks(limits: &Limits) -> u64 {
