@@ -1,5 +1,7 @@
-//! `runnel`: work with topics on a hub (and, later, connectors on Kubernetes).
+//! `runnel`: work with topics on a hub, try SmartModules (and, later, connectors on
+//! Kubernetes).
 
+mod smartmodule;
 mod topic;
 
 use std::process::ExitCode;
@@ -25,10 +27,23 @@ enum Commands {
     /// Create, list, delete, produce to and consume from topics.
     #[command(subcommand)]
     Topic(topic::TopicCmd),
+    /// Try SmartModules on sample records.
+    #[command(subcommand)]
+    Smartmodule(smartmodule::SmartModuleCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Commands::Smartmodule(cmd) = cli.command {
+        return match smartmodule::run(cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -43,6 +58,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Commands::Topic(cmd) => topic::run(cli.hub.as_deref(), cmd).await,
+            Commands::Smartmodule(_) => Ok(()),
         }
     });
     match result {
