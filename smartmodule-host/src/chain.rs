@@ -644,7 +644,7 @@ fn freeable_size(mem: &[u8], ptr: usize, len: usize) -> Option<usize> {
     let plausible = head & CINUSE != 0
         && chunk >= len + OVERHEAD
         && chunk <= len.saturating_mul(2) + 64
-        && ptr % 8 == 0;
+        && ptr.is_multiple_of(8);
     plausible.then(|| chunk - OVERHEAD)
 }
 

@@ -20,7 +20,7 @@ const BATCH: usize = 1000;
 const ROUNDS: usize = 3;
 
 fn object(i: usize) -> Vec<u8> {
-    let kind = if i % 2 == 0 { "a" } else { "b" };
+    let kind = if i.is_multiple_of(2) { "a" } else { "b" };
     let head = format!(
         r#"{{"id":{i},"type":"{kind}","amount":{}.25,"name":""#,
         i % 1000

@@ -4,6 +4,8 @@
 //! and wasm32-wasip1, runs on the same generated batches in both engines; successes and
 //! errors must be equal record for record.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -78,7 +80,7 @@ fn batches(seed: u64) -> Vec<Vec<Rec>> {
     }
     // A batch of only good records, so the whole batch passes in every module that can.
     out.push(
-        (0..100)
+        (0..100i64)
             .map(|i| {
                 Rec::new(
                     Some(format!("k{i}").as_bytes()),

@@ -433,6 +433,9 @@ struct Failure {
 }
 
 /// Runs a sink until shutdown, or until a record fails under `on_error: stop`.
+// Each argument is a separate owner: settings are shared read-only, the chain is mutable
+// state of this loop alone, the rest are services.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_sink<D: Deliver>(
     hub: &Hub,
     topic: &str,
