@@ -108,7 +108,11 @@ fn good_fixtures_and_examples_pass_check() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    files.retain(|f| f.extension().is_some());
+    // The transforms fixture names modules that do not exist here; `--check` loads modules,
+    // so it is checked for that refusal below instead.
+    files.retain(|f| {
+        f.extension().is_some() && !f.to_string_lossy().ends_with("secrets-transforms.yml")
+    });
     for f in &files {
         let (connector, _) = header(f);
         let out = check(&connector, f);
@@ -132,11 +136,37 @@ fn good_fixtures_and_examples_pass_check() {
 #[test]
 fn check_resolves_aliases_secrets_and_formats() {
     let root = workspace_root().join("tests/fixtures/good");
-    let out = check(
-        "http-source",
-        &root.join("v010-http-source-secrets-transforms.yml"),
-    );
+    // The fixture's modules, stood in for by an example module (it has no init, so the
+    // jolt spec is not read), and without the lookback this runtime refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(root.join("v010-http-source-secrets-transforms.yml")).unwrap();
+    let text = &text[..text.find("  - uses: ./filter.wasm").unwrap()];
+    let fixture = dir.path().join("v010-http-source-secrets-transforms.yml");
+    std::fs::write(&fixture, text).unwrap();
+    std::fs::create_dir_all(dir.path().join("modules/infinyon")).unwrap();
+    std::fs::copy(
+        runnel_tests::wasm("json_map"),
+        dir.path().join("modules/infinyon/jolt@0.4.1.wasm"),
+    )
+    .unwrap();
+    let out = Command::new(bin("http-source"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUNNEL_FIXTURE_TOKEN", "fixture-token-value")
+        .env("RUNNEL_SMARTMODULE_DIR", dir.path().join("modules"))
+        .env("RUNNEL_SMARTMODULE_CACHE", "off")
+        .arg("--config")
+        .arg(&fixture)
+        .arg("--check")
+        .output()
+        .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(shown.contains("type: http-source"), "{shown}");
     assert!(shown.contains("X-Token: ******"), "{shown}");
     assert!(shown.contains("key=******"), "{shown}");
@@ -238,18 +268,25 @@ fn schema_is_json_schema_of_the_section() {
 }
 
 #[test]
-fn transforms_are_refused_at_run_time_until_the_smartmodule_host_exists() {
+fn check_loads_transforms_and_names_a_missing_module() {
     let hub = runnel_tests::TempHub::new();
+    let fixture =
+        workspace_root().join("tests/fixtures/good/v010-http-source-secrets-transforms.yml");
     let out = Command::new(bin("http-source"))
         .env("RUNNEL_HUB", &hub.url)
         .env("RUNNEL_FIXTURE_TOKEN", "x")
-        .env("RUNNEL_HEALTH_ADDR", "off")
+        .env("RUNNEL_SMARTMODULE_DIR", hub.path("modules"))
         .arg("--config")
-        .arg(workspace_root().join("tests/fixtures/good/v010-http-source-secrets-transforms.yml"))
+        .arg(&fixture)
+        .arg("--check")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SmartModules cannot run in this build yet")
+        err.contains("secrets-transforms.yml")
+            && err.contains("transforms[0] (infinyon/jolt@0.4.1)")
+            && err.contains("infinyon/jolt@0.4.1.wasm"),
+        "{err}"
     );
 }
