@@ -168,7 +168,7 @@ impl Engine {
             let dir = path.parent().ok_or("no cache directory")?;
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
             let bytes = module.serialize().map_err(|e| e.to_string())?;
-            let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), fastrand_suffix()));
+            let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique_suffix()));
             std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
             std::fs::rename(&tmp, path).map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
@@ -182,7 +182,7 @@ impl Engine {
 }
 
 /// A name no other writer in this process or another one uses at the same moment.
-fn fastrand_suffix() -> u64 {
+fn unique_suffix() -> u64 {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
