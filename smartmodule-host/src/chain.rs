@@ -115,6 +115,7 @@ impl ChainBuilder {
                 .collect(),
             buf: Vec::new(),
             poisoned: false,
+            stats: Stats::default(),
         };
         chain.instantiate()?;
         Ok(chain)
@@ -212,6 +213,18 @@ pub struct Chain {
     steps: Vec<Step>,
     buf: Vec<u8>,
     poisoned: bool,
+    stats: Stats,
+}
+
+/// Counters of a chain's calls into its modules, for metrics and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls into a module's transform (each with its `alloc` and `dealloc`).
+    pub calls: u64,
+    /// Time spent inside the modules: writing the input, `alloc`, the transform, reading
+    /// the output and `dealloc`. What is left of a batch's time is the host's encoding
+    /// and decoding.
+    pub guest_time: std::time::Duration,
 }
 
 impl std::fmt::Debug for Chain {
@@ -231,6 +244,11 @@ impl Chain {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// What the chain's calls cost so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// The linear memory all instances hold now, in bytes.
@@ -396,7 +414,10 @@ impl Chain {
             });
         };
         let input = std::mem::take(&mut self.buf);
+        let started = std::time::Instant::now();
         let result = self.raw_call(&live, &live.transform, &input, &name);
+        self.stats.calls += 1;
+        self.stats.guest_time += started.elapsed();
         self.buf = input;
         self.steps[i].live = Some(live);
         let (rc, out) = match result {

@@ -22,7 +22,7 @@ mod error;
 mod module;
 
 pub use abi::{OutRecord, Output, RecordView, UserError};
-pub use chain::{Chain, ChainBuilder, Params, Processed, Produced, Reason, Rejected};
+pub use chain::{Chain, ChainBuilder, Params, Processed, Produced, Reason, Rejected, Stats};
 pub use engine::{Engine, EngineConfig, Limits, TICK};
 pub use error::{CallError, LoadError};
 pub use module::{Kind, Module};

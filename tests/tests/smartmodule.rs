@@ -167,6 +167,14 @@ fn filter_with_params_matches_fluvio() {
 }
 
 #[test]
+fn byte_filter_matches_fluvio() {
+    for target in TARGETS {
+        let m = module(target, "contains_filter");
+        differential(&[(&m, &[("contains", "\"a\"")])], &batches(7));
+    }
+}
+
+#[test]
 fn map_matches_fluvio() {
     for target in TARGETS {
         differential(&[(&module(target, "json_map"), &[])], &batches(3));

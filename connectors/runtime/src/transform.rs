@@ -227,13 +227,24 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Runs CPU-bound module calls so that a slow module (up to its time limit) does not hold
+/// up the other tasks queued on this worker: on a multi-threaded runtime they move to
+/// another worker meanwhile.
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Runs `chain` over `records`. Outputs keep the headers of the input they came from;
 /// rejected records come back whole (the input itself when known) with the reason.
 pub fn apply(
     chain: &mut Chain,
     records: &[Record],
 ) -> (Vec<(Option<usize>, Record)>, Vec<Rejection>) {
-    let processed = chain.process(records);
+    let processed = run_blocking(|| chain.process(records));
     let out = processed
         .records
         .into_iter()
