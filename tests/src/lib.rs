@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod mosquitto;
 pub mod oracle;
+pub mod servers;
 
 use std::{
     collections::HashMap,
@@ -156,6 +158,14 @@ impl TempHub {
         TempHub { dir, url }
     }
 
+    /// A hub at `url` (a broker the test started), with a temporary directory for logs.
+    pub fn remote(url: &str) -> Self {
+        TempHub {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+        }
+    }
+
     pub async fn hub(&self) -> Hub {
         Hub::connect(&self.url.parse::<HubUrl>().unwrap())
             .await
@@ -169,14 +179,18 @@ impl TempHub {
             .consumer(topic, 0, None, OffsetStart::Beginning)
             .await
             .unwrap();
+        let end = c.end_offset().await.unwrap();
         let mut out = Vec::new();
-        loop {
-            let batch = c.fetch(10_000, Duration::ZERO).await.unwrap();
-            if batch.is_empty() {
-                return out;
-            }
+        while c.position() < end {
+            let batch = c.fetch(10_000, Duration::from_secs(5)).await.unwrap();
+            assert!(
+                !batch.is_empty(),
+                "{topic}: nothing after offset {} of {end}",
+                c.position()
+            );
             out.extend(batch);
         }
+        out
     }
 
     pub async fn produce(&self, topic: &str, records: Vec<Record>) {

@@ -52,7 +52,7 @@ pub struct CommonArgs {
     /// The id a sink stores its offsets under (meta.consumer.id).
     #[arg(long)]
     pub consumer_id: Option<String>,
-    /// The hub: local:[PATH] (the default, embedded).
+    /// The hub: local:[PATH] (the default, embedded), kafka://HOST:PORT[,HOST:PORT] or nats://HOST:PORT[,HOST:PORT].
     #[arg(long, env = "RUNNEL_HUB", value_name = "URL")]
     pub hub: Option<String>,
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -246,7 +246,8 @@ pub async fn start<T>(p: &Prepared<T>, kind: &str) -> Result<Services, BoxError>
         Some(s) => s.parse()?,
         None => HubUrl::from_env()?,
     };
-    let hub = Hub::connect(&url).await?;
+    let mut hub = Hub::connect(&url).await?;
+    hub.set_producer_config(&meta.producer);
     hub.ensure_topic(&meta.topic, meta.create_topic, meta.partitions())
         .await?;
     let metrics = Metrics::new(&meta.name, kind);

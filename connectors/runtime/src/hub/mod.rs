@@ -4,12 +4,16 @@
 //!
 //! - `local:` or `local:PATH`: an embedded SQLite store ([`local`]), the default. Several
 //!   processes on one machine may share one file.
+//! - `kafka://host:port[,host:port]`: Apache Kafka or a compatible broker ([`kafka`]).
+//! - `nats://host:port[,host:port]`: NATS JetStream ([`nats`]).
 //!
 //! Every hub gives the same guarantees: records in a topic partition have dense, increasing
 //! offsets; a producer's `send` returns only once the records are durable in the hub; a
 //! consumer's committed offset is the next offset it will read after a restart.
 
+pub mod kafka;
 pub mod local;
+pub mod nats;
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
@@ -33,8 +37,8 @@ pub enum HubError {
     InvalidTopicName(String),
     #[error("invalid hub URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("the {0} hub is not part of this build yet; use local: (the embedded hub)")]
-    Unsupported(&'static str),
+    #[error("{hub}: {message}")]
+    Remote { hub: String, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error("local hub {path}: {source}")]
@@ -52,6 +56,10 @@ pub enum HubError {
 pub enum HubUrl {
     /// The embedded store in this file.
     Local(PathBuf),
+    /// Kafka bootstrap servers, `host:port[,host:port]`.
+    Kafka(String),
+    /// NATS servers, `host:port[,host:port]`.
+    Nats(String),
 }
 
 impl HubUrl {
@@ -91,15 +99,22 @@ impl FromStr for HubUrl {
                 PathBuf::from(path)
             }));
         }
-        if s.starts_with("kafka://") {
-            return Err(HubError::Unsupported("kafka"));
-        }
-        if s.starts_with("nats://") {
-            return Err(HubError::Unsupported("nats"));
+        for (scheme, make) in [
+            ("kafka://", HubUrl::Kafka as fn(String) -> HubUrl),
+            ("nats://", HubUrl::Nats as fn(String) -> HubUrl),
+        ] {
+            if let Some(rest) = s.strip_prefix(scheme) {
+                return servers(rest)
+                    .map(make)
+                    .map_err(|reason| HubError::InvalidUrl {
+                        url: s.to_string(),
+                        reason,
+                    });
+            }
         }
         Err(HubError::InvalidUrl {
             url: s.to_string(),
-            reason: "expected local:[PATH]".into(),
+            reason: "expected local:[PATH], kafka://HOST:PORT[,HOST:PORT] or nats://HOST:PORT[,HOST:PORT]".into(),
         })
     }
 }
@@ -108,6 +123,8 @@ impl fmt::Display for HubUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HubUrl::Local(p) => write!(f, "local:{}", p.display()),
+            HubUrl::Kafka(s) => write!(f, "kafka://{s}"),
+            HubUrl::Nats(s) => write!(f, "nats://{s}"),
         }
     }
 }
@@ -127,12 +144,25 @@ pub struct TopicInfo {
 #[derive(Debug, Clone)]
 pub enum Hub {
     Local(local::LocalHub),
+    Kafka(kafka::KafkaHub),
+    Nats(nats::NatsHub),
 }
 
 impl Hub {
     pub async fn connect(url: &HubUrl) -> Result<Hub, HubError> {
         match url {
             HubUrl::Local(path) => Ok(Hub::Local(local::LocalHub::open(path.clone()).await?)),
+            HubUrl::Kafka(s) => Ok(Hub::Kafka(kafka::KafkaHub::connect(s).await?)),
+            HubUrl::Nats(s) => Ok(Hub::Nats(nats::NatsHub::connect(s).await?)),
+        }
+    }
+
+    /// Producer settings (linger, batch size, compression) for the producers made from now
+    /// on, where the hub has such settings (Kafka). The local hub stores each batch as it
+    /// comes and NATS publishes each record, so they have none.
+    pub fn set_producer_config(&mut self, config: &crate::config::ProducerConfig) {
+        if let Hub::Kafka(h) = self {
+            h.set_producer_config(config);
         }
     }
 
@@ -140,6 +170,8 @@ impl Hub {
         validate_topic_name(name)?;
         match self {
             Hub::Local(h) => h.create_topic(name, partitions).await,
+            Hub::Kafka(h) => h.create_topic(name, partitions).await,
+            Hub::Nats(h) => h.create_topic(name, partitions).await,
         }
     }
 
@@ -167,24 +199,32 @@ impl Hub {
     pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
         match self {
             Hub::Local(h) => h.topic(name).await,
+            Hub::Kafka(h) => h.topic(name).await,
+            Hub::Nats(h) => h.topic(name).await,
         }
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, HubError> {
         match self {
             Hub::Local(h) => h.list_topics().await,
+            Hub::Kafka(h) => h.list_topics().await,
+            Hub::Nats(h) => h.list_topics().await,
         }
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), HubError> {
         match self {
             Hub::Local(h) => h.delete_topic(name).await,
+            Hub::Kafka(h) => h.delete_topic(name).await,
+            Hub::Nats(h) => h.delete_topic(name).await,
         }
     }
 
     pub async fn producer(&self, topic: &str) -> Result<Producer, HubError> {
         match self {
             Hub::Local(h) => Ok(Producer::Local(h.producer(topic).await?)),
+            Hub::Kafka(h) => Ok(Producer::Kafka(h.producer(topic).await?)),
+            Hub::Nats(h) => Ok(Producer::Nats(h.producer(topic).await?)),
         }
     }
 
@@ -201,6 +241,12 @@ impl Hub {
             Hub::Local(h) => Ok(Consumer::Local(
                 h.consumer(topic, partition, consumer_id, start).await?,
             )),
+            Hub::Kafka(h) => Ok(Consumer::Kafka(
+                h.consumer(topic, partition, consumer_id, start).await?,
+            )),
+            Hub::Nats(h) => Ok(Consumer::Nats(
+                h.consumer(topic, partition, consumer_id, start).await?,
+            )),
         }
     }
 }
@@ -209,6 +255,8 @@ impl Hub {
 #[derive(Debug)]
 pub enum Producer {
     Local(local::LocalProducer),
+    Kafka(kafka::KafkaProducer),
+    Nats(nats::NatsProducer),
 }
 
 impl Producer {
@@ -224,6 +272,8 @@ impl Producer {
     ) -> Result<i64, HubError> {
         match self {
             Producer::Local(p) => p.send(records).await,
+            Producer::Kafka(p) => p.send(records).await,
+            Producer::Nats(p) => p.send(records).await,
         }
     }
 }
@@ -232,6 +282,8 @@ impl Producer {
 #[derive(Debug)]
 pub enum Consumer {
     Local(local::LocalConsumer),
+    Kafka(kafka::KafkaConsumer),
+    Nats(nats::NatsConsumer),
 }
 
 impl Consumer {
@@ -244,6 +296,8 @@ impl Consumer {
     ) -> Result<Vec<ConsumedRecord>, HubError> {
         match self {
             Consumer::Local(c) => c.fetch(max, wait).await,
+            Consumer::Kafka(c) => c.fetch(max, wait).await,
+            Consumer::Nats(c) => c.fetch(max, wait).await,
         }
     }
 
@@ -251,6 +305,8 @@ impl Consumer {
     pub async fn commit(&mut self, next_offset: i64) -> Result<(), HubError> {
         match self {
             Consumer::Local(c) => c.commit(next_offset).await,
+            Consumer::Kafka(c) => c.commit(next_offset).await,
+            Consumer::Nats(c) => c.commit(next_offset).await,
         }
     }
 
@@ -258,6 +314,8 @@ impl Consumer {
     pub fn position(&self) -> i64 {
         match self {
             Consumer::Local(c) => c.position(),
+            Consumer::Kafka(c) => c.position(),
+            Consumer::Nats(c) => c.position(),
         }
     }
 
@@ -265,8 +323,29 @@ impl Consumer {
     pub async fn end_offset(&mut self) -> Result<i64, HubError> {
         match self {
             Consumer::Local(c) => c.end_offset().await,
+            Consumer::Kafka(c) => c.end_offset().await,
+            Consumer::Nats(c) => c.end_offset().await,
         }
     }
+}
+
+/// `host:port[,host:port]`, each with a port.
+fn servers(list: &str) -> Result<String, String> {
+    let list = list.trim_end_matches('/');
+    if list.is_empty() {
+        return Err("no servers: expected HOST:PORT[,HOST:PORT]".into());
+    }
+    for s in list.split(',') {
+        let s = s.trim();
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("{s:?} is not HOST:PORT")),
+        }
+        if s.contains('@') {
+            return Err("credentials in the hub URL are not supported".into());
+        }
+    }
+    Ok(list.split(',').map(str::trim).collect::<Vec<_>>().join(","))
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), HubError> {

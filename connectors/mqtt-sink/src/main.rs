@@ -1,0 +1,430 @@
+//! mqtt-sink: publishes each record's value to an MQTT topic, fixed or taken from the
+//! record's key. At QoS 1 a delivery succeeds only once the broker's PUBACK arrived, so the
+//! runtime commits the hub offset only after the broker has the message.
+//!
+//! rumqttc reports which packet id each publish got (`Outgoing::Publish`) in the order the
+//! requests were queued, and then the PUBACK for that id. A delivery queues its publish and
+//! its waiter under one lock, so the event loop can pair them in order. When the connection
+//! breaks, every waiting delivery fails (the runtime retries it) and rumqttc's own resend
+//! queue is emptied, so a publish is never sent twice by two parties.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mqtt_common::{BrokerUrl, Secret, Session};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
+use runnel_runtime::{
+    BoxError, ConsumedRecord, app,
+    app::SinkOptions,
+    config::{
+        ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Meta, Validate,
+    },
+    pipeline::{Deliver, DeliveryError, ErrorPolicy},
+    retry::{Backoff, RetryConfig},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+struct MqttSink;
+
+impl ConnectorKind for MqttSink {
+    const TYPE: &'static str = "mqtt-sink";
+    const ALIASES: &'static [&'static str] = &[];
+    const SECTION: &'static str = "mqtt";
+    const DIRECTION: Direction = Direction::Sink;
+    const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[("mqtt-url", "url")];
+    type Config = MqttSinkConfig;
+}
+
+/// Options of mqtt-sink (the `mqtt:` section).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MqttSinkConfig {
+    /// The broker: mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS with
+    /// the system's trusted roots, default port 8883). User and password may be given in the
+    /// URL; they are never logged.
+    #[serde(alias = "mqtt-url", alias = "mqtt_url", serialize_with = "mqtt_common::masked_url")]
+    url: String,
+    /// The MQTT topic every record is published to. Give it or topic_from_key.
+    #[serde(alias = "mqtt-topic", alias = "mqtt_topic")]
+    topic: Option<String>,
+    /// Publish each record to the MQTT topic named by its key (UTF-8). A record without a
+    /// key, or whose key is not a valid topic, fails for good and follows on_error.
+    #[serde(default, alias = "topic-from-key")]
+    topic_from_key: bool,
+    /// 0 (at most once: delivered once written to the connection, the default) or 1 (at
+    /// least once: delivered once the broker acknowledged it).
+    #[serde(default)]
+    qos: u8,
+    /// Ask the broker to keep the last message of each topic for new subscribers.
+    #[serde(default)]
+    retain: bool,
+    /// The MQTT client id. Default: a new random id at each start.
+    #[serde(alias = "client-id")]
+    client_id: Option<String>,
+    /// The MQTT keep-alive. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read
+    /// too.
+    #[serde(default = "default_timeout", deserialize_with = "mqtt_common::duration")]
+    timeout: HumanDuration,
+    /// How long a publish may wait to be sent and (at QoS 1) acknowledged before the attempt
+    /// counts as failed and is retried. Default 30s.
+    #[serde(default = "default_publish_timeout", alias = "publish-timeout")]
+    publish_timeout: HumanDuration,
+    /// Records in flight at once. With 1 (the default) records are published in topic
+    /// order; with more, records with the same key still are.
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    /// The user name to connect with; wins over one in the URL.
+    username: Option<String>,
+    /// The password to connect with; write it as ${{ secrets.NAME }}. Never logged.
+    password: Option<Secret>,
+    /// Retries of a failed publish (connection lost, no PUBACK in time).
+    #[serde(default)]
+    retry: RetryConfig,
+    /// What happens to a record that still fails: dead-letter (default), skip or stop.
+    #[serde(default, alias = "on-error")]
+    on_error: ErrorPolicy,
+    /// The dead-letter topic. Default: the topic's name with -dlq.
+    #[serde(alias = "dead-letter-topic")]
+    dead_letter_topic: Option<String>,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_millis(60_000)
+}
+fn default_publish_timeout() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+fn default_concurrency() -> usize {
+    1
+}
+
+impl Validate for MqttSinkConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        BrokerUrl::parse("url", &self.url)?;
+        match (&self.topic, self.topic_from_key) {
+            (Some(_), true) => {
+                return Err(FieldError::new(
+                    "topic_from_key",
+                    "cannot be used with topic: give one of them",
+                ));
+            }
+            (None, false) => {
+                return Err(FieldError::new(
+                    "topic",
+                    "missing: give the MQTT topic, or topic_from_key: true",
+                ));
+            }
+            (Some(t), false) => {
+                topic_check(t).map_err(|m| FieldError::new("topic", m))?;
+            }
+            (None, true) => {}
+        }
+        mqtt_common::qos("qos", self.qos)?;
+        if let Some(id) = &self.client_id {
+            mqtt_common::client_id("client_id", id)?;
+        }
+        mqtt_common::keep_alive("timeout", self.timeout)?;
+        if self.publish_timeout.0.is_zero() {
+            return Err(FieldError::new("publish_timeout", "must be more than 0"));
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err(FieldError::new(
+                "concurrency",
+                format!("{} is out of range: 1 to 1024", self.concurrency),
+            ));
+        }
+        self.retry.check().map_err(|e| e.under("retry"))?;
+        if let Some(t) = &self.dead_letter_topic {
+            runnel_runtime::hub::validate_topic_name(t)
+                .map_err(|e| FieldError::new("dead_letter_topic", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn validate_with_meta(&self, meta: &Meta) -> Result<(), FieldError> {
+        if self.dead_letter_topic.as_deref() == Some(meta.topic.as_str()) {
+            return Err(FieldError::new(
+                "dead_letter_topic",
+                "is the topic this sink reads: failed records would come back forever",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SinkOptions for MqttSinkConfig {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+    fn retry(&self) -> RetryConfig {
+        self.retry
+    }
+    fn on_error(&self) -> ErrorPolicy {
+        self.on_error
+    }
+    fn dead_letter_topic(&self) -> Option<&str> {
+        self.dead_letter_topic.as_deref()
+    }
+}
+
+/// Why a string cannot be an MQTT topic to publish to.
+fn topic_check(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Err("is empty: an MQTT topic needs at least one character".into());
+    }
+    if t.len() > 65_535 {
+        return Err("is longer than 65535 bytes".into());
+    }
+    if t.contains(['+', '#']) {
+        return Err(format!(
+            "{t:?} holds a wildcard (+ or #): publish to a topic, not a filter"
+        ));
+    }
+    if t.contains('\0') {
+        return Err("holds a NUL character".into());
+    }
+    Ok(())
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Deliveries waiting for the event loop: first for their packet id, then for the PUBACK.
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    /// In the order their publishes were queued to rumqttc.
+    queued: VecDeque<(u64, Waiter)>,
+    /// Sent at QoS 1, by packet id.
+    sent: HashMap<u16, (u64, Waiter)>,
+    /// A publish rumqttc holds back because its packet id is still in use; its
+    /// `Outgoing::Publish` comes later and must not take a new waiter.
+    collided: Option<u16>,
+}
+
+impl Waiting {
+    fn fail_all(&mut self, reason: &str) {
+        for (_, w) in self.queued.drain(..) {
+            let _ = w.send(Err(reason.to_string()));
+        }
+        for (_, (_, w)) in self.sent.drain() {
+            let _ = w.send(Err(reason.to_string()));
+        }
+        self.collided = None;
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.queued.retain(|(i, _)| *i != id);
+        self.sent.retain(|_, (i, _)| *i != id);
+    }
+}
+
+struct Publisher {
+    client: AsyncClient,
+    qos: QoS,
+    retain: bool,
+    topic: Option<String>,
+    publish_timeout: Duration,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+impl Publisher {
+    fn new(config: &ConnectorConfig<MqttSinkConfig>) -> Result<Self, BoxError> {
+        let c = &config.config;
+        let url = BrokerUrl::parse("mqtt.url", &c.url)?;
+        let qos = mqtt_common::qos("mqtt.qos", c.qos)?;
+        let client_id = c
+            .client_id
+            .clone()
+            .or_else(|| url.client_id.clone())
+            .unwrap_or_else(mqtt_common::generated_client_id);
+        let inflight = u16::try_from(c.concurrency.max(100)).unwrap_or(u16::MAX);
+        let options = mqtt_common::options(
+            &url,
+            &Session {
+                client_id: &client_id,
+                keep_alive: c.timeout.0,
+                clean_session: true,
+                username: c.username.as_deref(),
+                password: c.password.as_ref(),
+                inflight,
+                manual_acks: false,
+            },
+        )?;
+        let (client, events) = AsyncClient::new(options, c.concurrency.max(1) * 2 + 8);
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        tracing::info!(broker = %url, qos = c.qos, client_id = %client_id, "Connecting to the MQTT broker.");
+        tokio::spawn(event_loop(events, waiting.clone(), url));
+        Ok(Publisher {
+            client,
+            qos,
+            retain: c.retain,
+            topic: c.topic.clone(),
+            publish_timeout: c.publish_timeout.0,
+            waiting,
+        })
+    }
+
+    fn topic_of<'a>(&'a self, record: &'a ConsumedRecord) -> Result<&'a str, DeliveryError> {
+        if let Some(t) = &self.topic {
+            return Ok(t);
+        }
+        let key = record.record.key.as_ref().ok_or_else(|| {
+            DeliveryError::permanent("the record has no key, and topic_from_key takes the MQTT topic from it")
+        })?;
+        let t = std::str::from_utf8(key).map_err(|_| {
+            DeliveryError::permanent("the record's key is not UTF-8, so it cannot be an MQTT topic")
+        })?;
+        topic_check(t).map_err(|m| DeliveryError::permanent(format!("the record's key {m}")))?;
+        Ok(t)
+    }
+}
+
+fn lock(w: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Deliver for Publisher {
+    async fn deliver(&self, record: &ConsumedRecord) -> Result<(), DeliveryError> {
+        let topic = self.topic_of(record)?;
+        let deadline = tokio::time::Instant::now() + self.publish_timeout;
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        let id = loop {
+            let queued = {
+                let mut w = lock(&self.waiting);
+                let id = w.next_id;
+                match self.client.try_publish(
+                    topic,
+                    self.qos,
+                    self.retain,
+                    record.record.value.clone(),
+                ) {
+                    Ok(()) => {
+                        w.next_id += 1;
+                        if let Some(tx) = tx.take() {
+                            w.queued.push_back((id, tx));
+                        }
+                        Some(id)
+                    }
+                    Err(_) => None,
+                }
+            };
+            if let Some(id) = queued {
+                break id;
+            }
+            // rumqttc's request queue is full (the connection is down or slow).
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeliveryError::retryable(format!(
+                    "the publish could not be queued within {} (is the broker reachable?)",
+                    humantime_short(self.publish_timeout)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(DeliveryError::retryable(reason)),
+            Ok(Err(_)) => Err(DeliveryError::retryable("the MQTT event loop stopped")),
+            Err(_) => {
+                lock(&self.waiting).forget(id);
+                Err(DeliveryError::retryable(format!(
+                    "no acknowledgement from the broker within {}",
+                    humantime_short(self.publish_timeout)
+                )))
+            }
+        }
+    }
+}
+
+fn humantime_short(d: Duration) -> String {
+    HumanDuration(d).to_string()
+}
+
+/// Drives the connection: pairs publishes with their waiters, reconnects with backoff.
+async fn event_loop(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>, url: BrokerUrl) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut up = true;
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                tracing::info!(broker = %url, "Connected to the MQTT broker.");
+                backoff.reset();
+                up = true;
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut w = lock(&waiting);
+                if w.collided == Some(pkid) {
+                    w.collided = None;
+                    continue;
+                }
+                if let Some((id, waiter)) = w.queued.pop_front() {
+                    if pkid == 0 {
+                        // QoS 0: written to the connection is as far as it goes.
+                        let _ = waiter.send(Ok(()));
+                    } else {
+                        w.sent.insert(pkid, (id, waiter));
+                    }
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
+                let mut w = lock(&waiting);
+                if let Some(entry) = w.queued.pop_front() {
+                    w.sent.insert(pkid, entry);
+                    w.collided = Some(pkid);
+                }
+            }
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                if let Some((_, waiter)) = lock(&waiting).sent.remove(&ack.pkid) {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let reason = mqtt_common::describe(&e);
+                {
+                    let mut w = lock(&waiting);
+                    w.fail_all(&format!("the MQTT connection was lost: {reason}"));
+                    // Everything queued or unacknowledged has just failed and will be
+                    // retried by the runtime: rumqttc must not also send it again.
+                    events.clean();
+                    events.pending.clear();
+                    events.state.events.clear();
+                    events.state.collision = None;
+                }
+                let wait = backoff.next_delay();
+                if mqtt_common::is_fatal(&e) {
+                    tracing::error!(broker = %url, error = %reason, retry_in_ms = wait.as_millis() as u64, "The MQTT broker refused the connection; records fail until it accepts it.");
+                } else if up {
+                    tracing::warn!(broker = %url, error = %reason, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost; reconnecting with backoff.");
+                } else {
+                    tracing::debug!(broker = %url, error = %reason, retry_in_ms = wait.as_millis() as u64, "Reconnect failed.");
+                }
+                up = false;
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    app::sink_main::<MqttSink, _, _>(|c| Publisher::new(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_to_publish_to() {
+        assert!(topic_check("a/b").is_ok());
+        assert!(topic_check("").is_err());
+        assert!(topic_check("a/+").is_err());
+        assert!(topic_check("a/#").is_err());
+    }
+}

@@ -1,0 +1,433 @@
+//! mqtt-source: subscribes to an MQTT topic filter and writes each message into a hub topic,
+//! as Fluvio's mqtt-source does, with QoS 1 end to end: a message is acknowledged to the
+//! broker only after the hub has stored its record, so with a persistent session
+//! (`clean_session: false`) a crash or a broker restart loses nothing.
+//!
+//! The event loop never waits for the hub: it hands each QoS 1 message's hub acknowledgement
+//! to an ack task, which awaits them in arrival order (MQTT wants PUBACKs in order) and only
+//! then sends the PUBACK. Acknowledgements of messages from an earlier connection are
+//! dropped: the broker sends those messages again on the new one.
+
+use std::{
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use mqtt_common::{BrokerUrl, Secret, Session};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Incoming, Publish, QoS, SubscribeReasonCode,
+};
+use runnel_runtime::{
+    BoxError, Record, app,
+    config::{ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Validate},
+    pipeline::SourceContext,
+    retry::Backoff,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+struct MqttSource;
+
+impl ConnectorKind for MqttSource {
+    const TYPE: &'static str = "mqtt-source";
+    const ALIASES: &'static [&'static str] = &["mqtt"];
+    const SECTION: &'static str = "mqtt";
+    const DIRECTION: Direction = Direction::Source;
+    const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[("mqtt-url", "url")];
+    type Config = MqttSourceConfig;
+}
+
+/// Options of mqtt-source (the `mqtt:` section).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MqttSourceConfig {
+    /// The broker: mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS with
+    /// the system's trusted roots, default port 8883). User and password may be given in the
+    /// URL (mqtt://user:password@host); they are never logged. Fluvio's name mqtt-url is
+    /// accepted too.
+    #[serde(alias = "mqtt-url", alias = "mqtt_url", serialize_with = "mqtt_common::masked_url")]
+    url: String,
+    /// The MQTT topic filter to subscribe to; + and # wildcards allowed (sensors/+/temp,
+    /// sensors/#). Fluvio's name mqtt-topic is accepted too.
+    #[serde(alias = "mqtt-topic", alias = "mqtt_topic")]
+    topic: String,
+    /// The subscription's QoS: 0 (at most once, the default) or 1 (at least once: a message
+    /// is acknowledged to the broker only after the hub stored it).
+    #[serde(default)]
+    qos: u8,
+    /// The MQTT client id. Default: a new random id at each start (runnel-<16 hex digits>).
+    /// Required with clean_session false, so the broker can find the session again.
+    #[serde(alias = "client-id")]
+    client_id: Option<String>,
+    /// The MQTT keep-alive: the broker drops the connection after 1.5 times this without a
+    /// packet. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read too.
+    #[serde(default = "default_timeout", deserialize_with = "mqtt_common::duration")]
+    timeout: HumanDuration,
+    /// Start with a new session at each connect (true, the default). With false and a fixed
+    /// client_id the broker keeps the subscription and queues QoS 1 messages while the
+    /// connector is away.
+    #[serde(default = "default_clean_session", alias = "clean-session")]
+    clean_session: bool,
+    /// What a record's value holds: binary (the default: the payload as it came) or json
+    /// ({"mqtt_topic": "...", "payload": ...}, the payload as JSON when it parses, else as a
+    /// string).
+    #[serde(default, alias = "payload-output-type")]
+    payload_output_type: PayloadOutputType,
+    /// The user name to connect with; wins over one in the URL.
+    username: Option<String>,
+    /// The password to connect with; write it as ${{ secrets.NAME }}. Never logged.
+    password: Option<Secret>,
+    /// The first wait after a failed connection; it doubles after each failure up to
+    /// max_backoff, with jitter. Default 500ms.
+    #[serde(default = "default_initial_backoff", alias = "initial-backoff")]
+    initial_backoff: HumanDuration,
+    /// The longest wait between reconnects. Default 30s.
+    #[serde(default = "default_max_backoff", alias = "max-backoff")]
+    max_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum PayloadOutputType {
+    #[default]
+    Binary,
+    Json,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_millis(60_000)
+}
+fn default_clean_session() -> bool {
+    true
+}
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+
+impl Validate for MqttSourceConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        let url = BrokerUrl::parse("url", &self.url)?;
+        if !rumqttc::valid_filter(&self.topic) {
+            return Err(FieldError::new(
+                "topic",
+                format!(
+                    "{:?} is not a valid MQTT topic filter (+ and # must fill a whole level; # only last)",
+                    self.topic
+                ),
+            ));
+        }
+        mqtt_common::qos("qos", self.qos)?;
+        if let Some(id) = &self.client_id {
+            mqtt_common::client_id("client_id", id)?;
+        }
+        mqtt_common::keep_alive("timeout", self.timeout)?;
+        if !self.clean_session && self.client_id.is_none() && url.client_id.is_none() {
+            return Err(FieldError::new(
+                "client_id",
+                "required when clean_session is false: a generated id changes at every start, so the broker could never resume the session",
+            ));
+        }
+        runnel_runtime::retry::check_backoff(self.initial_backoff, self.max_backoff)
+    }
+}
+
+/// Incoming QoS 1 PUBACKs the broker may have outstanding before we acknowledge; a bound on
+/// the ack queue (MQTT packet ids are 16 bits, so the broker can never have more).
+const MAX_UNACKED: usize = 65_535;
+
+/// Requests (PUBACKs, the subscription) waiting for the event loop.
+const REQUEST_CAPACITY: usize = 4096;
+
+/// The connection a message arrived on, and the lock that keeps an ack of an old connection
+/// from reaching a new one.
+#[derive(Default)]
+struct Generation(Mutex<u64>);
+
+impl Generation {
+    fn current(&self) -> u64 {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct PendingAck {
+    generation: u64,
+    pkid: u16,
+    stored: oneshot::Receiver<()>,
+}
+
+/// Awaits hub acknowledgements in arrival order and sends each PUBACK after its record is
+/// stored. Returns when the queue closes or a record can no longer be stored.
+async fn ack_task(
+    client: AsyncClient,
+    generation: Arc<Generation>,
+    mut queue: mpsc::Receiver<PendingAck>,
+) {
+    while let Some(p) = queue.recv().await {
+        if p.stored.await.is_err() {
+            // The pipeline stopped before storing it; nothing after it may be acked either.
+            return;
+        }
+        let mut ack = Publish::new("", QoS::AtLeastOnce, Vec::new());
+        ack.pkid = p.pkid;
+        loop {
+            let sent = {
+                let g = generation.0.lock().unwrap_or_else(|e| e.into_inner());
+                if *g != p.generation {
+                    break;
+                }
+                client.try_ack(&ack)
+            };
+            match sent {
+                Ok(()) => break,
+                Err(ClientError::TryRequest(_) | ClientError::Request(_)) => {
+                    // Either the request queue is full (the event loop is busy: let it
+                    // drain) or the event loop is gone, which also closes our queue.
+                    if queue.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Turns one message into a record.
+fn record(p: &Publish, kind: PayloadOutputType) -> Record {
+    let value = match kind {
+        PayloadOutputType::Binary => p.payload.clone(),
+        PayloadOutputType::Json => {
+            let payload = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&p.payload).into_owned().into());
+            let v = serde_json::json!({ "mqtt_topic": p.topic, "payload": payload });
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        }
+    };
+    Record::new(value).with_header("mqtt-topic", Bytes::from(p.topic.clone().into_bytes()))
+}
+
+struct Source {
+    url: BrokerUrl,
+    topic: String,
+    qos: QoS,
+    output: PayloadOutputType,
+    client: AsyncClient,
+    events: EventLoop,
+    generation: Arc<Generation>,
+    acks: Option<mpsc::Sender<PendingAck>>,
+}
+
+impl Source {
+    /// Handles one event; `Err` stops the connector.
+    async fn on_event(&mut self, event: Event, ctx: &SourceContext) -> Result<(), BoxError> {
+        match event {
+            Event::Incoming(Incoming::ConnAck(ack)) => {
+                ctx.health().set_upstream(true);
+                tracing::info!(broker = %self.url, session_present = ack.session_present, "Connected to the MQTT broker.");
+                // A resumed session still has the subscription; subscribing again would
+                // make the broker send its retained messages again.
+                if !ack.session_present {
+                    self.client
+                        .try_subscribe(self.topic.clone(), self.qos)
+                        .map_err(|_| "the MQTT event loop stopped")?;
+                }
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    return Err(format!(
+                        "the broker refused the subscription to {:?} (not authorized for it?)",
+                        self.topic
+                    )
+                    .into());
+                }
+                tracing::info!(topic = %self.topic, qos = self.qos as u8, "Subscribed.");
+            }
+            Event::Incoming(Incoming::Publish(p)) => {
+                let r = record(&p, self.output);
+                match (&self.acks, p.qos) {
+                    (Some(acks), QoS::AtLeastOnce) => {
+                        let stored = ctx.send_acked(r).await?;
+                        let pending = PendingAck {
+                            generation: self.generation.current(),
+                            pkid: p.pkid,
+                            stored,
+                        };
+                        acks.send(pending)
+                            .await
+                            .map_err(|_| "the acknowledgement task stopped")?;
+                    }
+                    _ => ctx.send(r).await?,
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// After a lost connection: messages read before it broke are still handed on (their
+    /// acks will be dropped); acks still queued or on their way belong to the old
+    /// connection, and the broker sends those messages again on the new one.
+    async fn forget_connection(&mut self, ctx: &SourceContext) -> Result<(), BoxError> {
+        let leftovers: Vec<Event> = self.events.state.events.drain(..).collect();
+        for e in leftovers {
+            if matches!(e, Event::Incoming(Incoming::Publish(_))) {
+                self.on_event(e, ctx).await?;
+            }
+        }
+        let mut g = self.generation.0.lock().unwrap_or_else(|e| e.into_inner());
+        *g += 1;
+        // Drops PUBACKs queued since rumqttc cleaned up, keeps other requests.
+        self.events.clean();
+        Ok(())
+    }
+}
+
+async fn run(
+    config: Arc<ConnectorConfig<MqttSourceConfig>>,
+    ctx: SourceContext,
+) -> Result<(), BoxError> {
+    let c = &config.config;
+    let url = BrokerUrl::parse("mqtt.url", &c.url)?;
+    let qos = mqtt_common::qos("mqtt.qos", c.qos)?;
+    let client_id = c
+        .client_id
+        .clone()
+        .or_else(|| url.client_id.clone())
+        .unwrap_or_else(mqtt_common::generated_client_id);
+    let options = mqtt_common::options(
+        &url,
+        &Session {
+            client_id: &client_id,
+            keep_alive: c.timeout.0,
+            clean_session: c.clean_session,
+            username: c.username.as_deref(),
+            password: c.password.as_ref(),
+            inflight: 100,
+            manual_acks: qos == QoS::AtLeastOnce,
+        },
+    )?;
+    let (client, events) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let generation = Arc::new(Generation::default());
+    let (acks, ack_task) = if qos == QoS::AtLeastOnce {
+        let (tx, rx) = mpsc::channel(MAX_UNACKED);
+        let task = tokio::spawn(ack_task(client.clone(), generation.clone(), rx));
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
+    tracing::info!(broker = %url, topic = %c.topic, qos = c.qos, client_id = %client_id, clean_session = c.clean_session, "Connecting to the MQTT broker.");
+    let mut s = Source {
+        url,
+        topic: c.topic.clone(),
+        qos,
+        output: c.payload_output_type,
+        client,
+        events,
+        generation,
+        acks,
+    };
+    let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
+    // Whether the last connection attempt succeeded, so each outage is logged once.
+    let mut up = true;
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = ctx.shutdown().wait() => break,
+            e = s.events.poll() => e,
+        };
+        match polled {
+            Ok(event) => {
+                if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
+                    up = true;
+                    backoff.reset();
+                }
+                s.on_event(event, &ctx).await?;
+            }
+            Err(e) => {
+                ctx.health().set_upstream(false);
+                s.forget_connection(&ctx).await?;
+                let reason = mqtt_common::describe(&e);
+                if mqtt_common::is_fatal(&e) {
+                    return Err(format!("{}: {reason}", s.url).into());
+                }
+                let wait = backoff.next_delay();
+                if up {
+                    tracing::warn!(broker = %s.url, error = %reason, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost; reconnecting with backoff.");
+                } else {
+                    tracing::debug!(broker = %s.url, error = %reason, retry_in_ms = wait.as_millis() as u64, "Reconnect failed.");
+                }
+                up = false;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.shutdown().wait() => break,
+                }
+            }
+        }
+    }
+    shutdown(s, ack_task).await;
+    Ok(())
+}
+
+/// On shutdown: wait (briefly) for the hub to store what was taken, send those PUBACKs and
+/// disconnect cleanly. Anything not acked is sent again by the broker after a restart.
+async fn shutdown(mut s: Source, ack_task: Option<tokio::task::JoinHandle<()>>) {
+    s.acks = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    if let Some(mut task) = ack_task {
+        loop {
+            tokio::select! {
+                _ = &mut task => break,
+                _ = tokio::time::sleep_until(deadline) => { task.abort(); break }
+                r = s.events.poll() => if r.is_err() { task.abort(); break },
+            }
+        }
+    }
+    if s.client.try_disconnect().is_ok() {
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, s.events.poll()).await {
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => {
+                    break;
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    app::source_main::<MqttSource, _, _>(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_output_wraps_topic_and_payload() {
+        let p = Publish::new("a/b", QoS::AtMostOnce, br#"{"t":21.5}"#.to_vec());
+        let r = record(&p, PayloadOutputType::Json);
+        assert_eq!(
+            r.value,
+            Bytes::from_static(br#"{"mqtt_topic":"a/b","payload":{"t":21.5}}"#)
+        );
+        let p = Publish::new("a/b", QoS::AtMostOnce, b"plain".to_vec());
+        let r = record(&p, PayloadOutputType::Json);
+        assert_eq!(
+            r.value,
+            Bytes::from_static(br#"{"mqtt_topic":"a/b","payload":"plain"}"#)
+        );
+        let r = record(&p, PayloadOutputType::Binary);
+        assert_eq!(r.value, Bytes::from_static(b"plain"));
+        assert_eq!(r.headers, vec![("mqtt-topic".into(), Bytes::from("a/b"))]);
+    }
+}

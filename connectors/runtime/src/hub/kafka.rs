@@ -1,0 +1,492 @@
+//! The `kafka://host:port[,host:port]` hub: Apache Kafka and compatible brokers, through
+//! rdkafka (librdkafka, bundled).
+//!
+//! - Producers write with `acks=all` and idempotence, so a retried batch keeps its order
+//!   within a partition; linger, batch size and compression come from the connector's
+//!   `producer:` settings. `send` returns once every record of the batch is acknowledged.
+//! - Consumers read one partition by explicit assignment. With a consumer id they belong to
+//!   the consumer group of that name, start from its committed offset, and commit only what
+//!   the pipeline says was delivered (auto-commit is off).
+//! - Topics are created with the requested partitions and the broker's default replication.
+//!
+//! librdkafka's calls that wait on the broker (metadata, watermarks, commits) block, so they
+//! run on tokio's blocking pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use super::{HubError, TopicInfo};
+use crate::{
+    config::{Compression, OffsetStart, ProducerConfig},
+    record::{ConsumedRecord, Record},
+};
+
+/// How long a metadata or watermark request may take.
+const META_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a Kafka cluster: the bootstrap list, an admin client and a metadata
+/// client. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaHub {
+    brokers: String,
+    producer_config: ProducerConfig,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    meta: Arc<BaseConsumer>,
+}
+
+impl std::fmt::Debug for KafkaHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaHub")
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(brokers: &str, e: impl std::fmt::Display) -> HubError {
+    HubError::Remote {
+        hub: format!("kafka://{brokers}"),
+        message: e.to_string(),
+    }
+}
+
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", "runnel")
+        // librdkafka's own log lines go through its default logger to stderr; keep them
+        // to real problems.
+        .set("log_level", "3");
+    c
+}
+
+impl KafkaHub {
+    /// Connects to `brokers` (comma-separated `host:port`) and checks that the cluster
+    /// answers, so a wrong address fails at start with a clear error.
+    pub async fn connect(brokers: &str) -> Result<Self, HubError> {
+        let admin: AdminClient<DefaultClientContext> =
+            base_config(brokers).create().map_err(|e| err(brokers, e))?;
+        let meta: BaseConsumer = base_config(brokers)
+            .set("group.id", "runnel-metadata")
+            .create()
+            .map_err(|e| err(brokers, e))?;
+        let hub = KafkaHub {
+            brokers: brokers.to_string(),
+            producer_config: ProducerConfig::default(),
+            admin: Arc::new(admin),
+            meta: Arc::new(meta),
+        };
+        let m = hub.meta.clone();
+        hub.blocking(move || m.fetch_metadata(None, META_TIMEOUT).map(|_| ()))
+            .await
+            .map_err(|e| match e {
+                HubError::Remote { hub, message } => HubError::Remote {
+                    hub,
+                    message: format!("cannot reach the brokers: {message}"),
+                },
+                e => e,
+            })?;
+        Ok(hub)
+    }
+
+    /// Settings for the producers this hub creates from now on.
+    pub fn set_producer_config(&mut self, config: &ProducerConfig) {
+        self.producer_config = config.clone();
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, HubError> {
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| err(&brokers, e))?
+            .map_err(|e| err(&brokers, e))
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), HubError> {
+        let partitions = i32::try_from(partitions)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                HubError::Invalid(format!("{partitions} partitions: expected 1 or more"))
+            })?;
+        // -1: the broker's default replication factor (KIP-464).
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+        let opts = AdminOptions::new().operation_timeout(Some(META_TIMEOUT));
+        let results = self
+            .admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(|e| err(&self.brokers, e))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    return Err(HubError::TopicExists(name.to_string()));
+                }
+                Err((t, code)) => {
+                    return Err(err(&self.brokers, format!("creating topic {t:?}: {code}")));
+                }
+            }
+        }
+        // Metadata reaches every broker a moment after the create returns.
+        for _ in 0..50 {
+            if self.topic(name).await?.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
+        let (m, topic) = (self.meta.clone(), name.to_string());
+        self.blocking(move || topic_info(&m, &topic)).await
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, HubError> {
+        let m = self.meta.clone();
+        self.blocking(move || {
+            let md = m.fetch_metadata(None, META_TIMEOUT)?;
+            let mut names: Vec<String> = md
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| !n.starts_with("__"))
+                .collect();
+            names.sort();
+            let mut out = Vec::new();
+            for n in names {
+                if let Some(t) = topic_info(&m, &n)? {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), HubError> {
+        let opts = AdminOptions::new().operation_timeout(Some(META_TIMEOUT));
+        let results = self
+            .admin
+            .delete_topics(&[name], &opts)
+            .await
+            .map_err(|e| err(&self.brokers, e))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(HubError::TopicNotFound(name.to_string()));
+                }
+                Err((t, code)) => {
+                    return Err(err(&self.brokers, format!("deleting topic {t:?}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn producer(&self, topic: &str) -> Result<KafkaProducer, HubError> {
+        let mut c = base_config(&self.brokers);
+        c.set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        let p = &self.producer_config;
+        if let Some(l) = &p.linger {
+            c.set("linger.ms", l.0.as_millis().to_string());
+        }
+        if let Some(b) = &p.batch_size {
+            c.set("batch.size", b.0.to_string());
+        }
+        if let Some(z) = p.compression {
+            c.set(
+                "compression.type",
+                match z {
+                    Compression::None => "none",
+                    Compression::Gzip => "gzip",
+                    Compression::Snappy => "snappy",
+                    Compression::Lz4 => "lz4",
+                    Compression::Zstd => "zstd",
+                },
+            );
+        }
+        let producer: FutureProducer = c.create().map_err(|e| err(&self.brokers, e))?;
+        Ok(KafkaProducer {
+            brokers: self.brokers.clone(),
+            topic: topic.to_string(),
+            producer,
+        })
+    }
+
+    pub async fn consumer(
+        &self,
+        topic: &str,
+        partition: u32,
+        consumer_id: Option<&str>,
+        start: OffsetStart,
+    ) -> Result<KafkaConsumer, HubError> {
+        let group = match consumer_id {
+            Some(id) => id.to_string(),
+            None => format!("runnel-reader-{:016x}", fastrand::u64(..)),
+        };
+        let consumer: StreamConsumer = base_config(&self.brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| err(&self.brokers, e))?;
+        let consumer = Arc::new(consumer);
+        let p = i32::try_from(partition)
+            .map_err(|_| HubError::Invalid(format!("partition {partition} is out of range")))?;
+        let (c, t, stored) = (consumer.clone(), topic.to_string(), consumer_id.is_some());
+        let position = self
+            .blocking(move || {
+                let (low, high) = c.fetch_watermarks(&t, p, META_TIMEOUT)?;
+                let mut committed = None;
+                if stored {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&t, p);
+                    let got = c.committed_offsets(tpl, META_TIMEOUT)?;
+                    if let Some(Offset::Offset(n)) = got.find_partition(&t, p).map(|e| e.offset()) {
+                        committed = Some(n);
+                    }
+                }
+                let position = match committed {
+                    Some(n) => n.clamp(low, high),
+                    None => match start {
+                        OffsetStart::Beginning => low,
+                        OffsetStart::End => high,
+                        OffsetStart::Absolute(n) => n.clamp(low, high),
+                        OffsetStart::FromBeginning(n) => low.saturating_add(i64::from(n)).min(high),
+                        OffsetStart::FromEnd(n) => high.saturating_sub(i64::from(n)).max(low),
+                    },
+                };
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&t, p, Offset::Offset(position))?;
+                c.assign(&tpl)?;
+                Ok(position)
+            })
+            .await
+            .map_err(|e| match e {
+                HubError::Remote { message, .. }
+                    if message.contains("Unknown topic") || message.contains("UnknownTopic") =>
+                {
+                    HubError::TopicNotFound(topic.to_string())
+                }
+                e => e,
+            })?;
+        Ok(KafkaConsumer {
+            brokers: self.brokers.clone(),
+            topic: topic.to_string(),
+            partition,
+            consumer,
+            position,
+        })
+    }
+}
+
+fn topic_info(m: &BaseConsumer, name: &str) -> Result<Option<TopicInfo>, KafkaError> {
+    let md = m.fetch_metadata(Some(name), META_TIMEOUT)?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == name) else {
+        return Ok(None);
+    };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Ok(None);
+    }
+    let (mut records, mut next) = (0u64, 0i64);
+    for p in t.partitions() {
+        let (low, high) = m.fetch_watermarks(name, p.id(), META_TIMEOUT)?;
+        records += (high - low).max(0) as u64;
+        next += high;
+    }
+    Ok(Some(TopicInfo {
+        name: name.to_string(),
+        partitions: t.partitions().len() as u32,
+        records,
+        next_offset: next,
+    }))
+}
+
+/// Writes records into one topic.
+pub struct KafkaProducer {
+    brokers: String,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaProducer {
+    /// Queues every record, then waits for all acknowledgements; returns the offset of the
+    /// first record.
+    pub async fn send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records.iter() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_ref()),
+                });
+            }
+            let mut fr = FutureRecord::to(&self.topic)
+                .payload(r.value.as_ref())
+                .timestamp(r.timestamp)
+                .headers(headers);
+            if let Some(k) = &r.key {
+                fr = fr.key(k.as_ref());
+            }
+            loop {
+                match self.producer.send_result(fr) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: let it drain, then queue again.
+                        fr = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(err(&self.brokers, e)),
+                }
+            }
+        }
+        let mut first = None;
+        for f in pending {
+            match f.await {
+                Ok(Ok(d)) => {
+                    first.get_or_insert(d.offset);
+                }
+                Ok(Err((e, _))) => return Err(err(&self.brokers, e)),
+                Err(_) => return Err(err(&self.brokers, "the producer was dropped")),
+            }
+        }
+        Ok(first.unwrap_or(-1))
+    }
+}
+
+/// Reads one partition of a topic.
+pub struct KafkaConsumer {
+    brokers: String,
+    topic: String,
+    partition: u32,
+    consumer: Arc<StreamConsumer>,
+    position: i64,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaConsumer {
+    pub async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ConsumedRecord>, HubError> {
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Ok(m) => m,
+            Err(_) => return Ok(out),
+        };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            let m = m.map_err(|e| err(&self.brokers, e))?;
+            // After a reconnect librdkafka may hand back what it already gave; skip it.
+            if m.offset() >= self.position {
+                self.position = m.offset() + 1;
+                out.push(ConsumedRecord {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    offset: m.offset(),
+                    record: Record {
+                        key: m.key().map(bytes::Bytes::copy_from_slice),
+                        value: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                        timestamp: m.timestamp().to_millis().unwrap_or(0),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_string(),
+                                            bytes::Bytes::copy_from_slice(
+                                                h.value.unwrap_or_default(),
+                                            ),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    },
+                });
+            }
+            if out.len() < max {
+                next = self.consumer.recv().now_or_never();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits `next_offset` for the consumer group, synchronously with the broker.
+    pub async fn commit(&mut self, next_offset: i64) -> Result<(), HubError> {
+        let (c, t, p) = (
+            self.consumer.clone(),
+            self.topic.clone(),
+            self.partition as i32,
+        );
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&t, p, Offset::Offset(next_offset))?;
+            c.commit(&tpl, CommitMode::Sync)
+        })
+        .await
+        .map_err(|e| err(&brokers, e))?
+        .map_err(|e| err(&brokers, e))
+    }
+
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    pub async fn end_offset(&mut self) -> Result<i64, HubError> {
+        let (c, t, p) = (
+            self.consumer.clone(),
+            self.topic.clone(),
+            self.partition as i32,
+        );
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, META_TIMEOUT))
+            .await
+            .map_err(|e| err(&brokers, e))?
+            .map(|(_, high)| high)
+            .map_err(|e| err(&brokers, e))
+    }
+}

@@ -1,0 +1,3 @@
+//! mqtt-source benchmark (being written).
+
+fn main() {}

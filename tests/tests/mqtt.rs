@@ -1,0 +1,562 @@
+//! mqtt-source and mqtt-sink against a real mosquitto on 127.0.0.1: QoS 1 across a broker
+//! restart with nothing lost, payload formats, wildcards, credentials kept out of logs,
+//! publishing with PUBACKs, topics from keys, dead-letter, and broken configs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use runnel_runtime::Record;
+use runnel_tests::{Proc, TempHub, connector, mosquitto::Mosquitto, wait_until};
+
+fn options(m: &Mosquitto, id: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", m.port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_inflight(1000);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o
+}
+
+/// Publishes `messages` at `qos` and returns once the broker acknowledged every one (QoS 1)
+/// or all were written (QoS 0).
+async fn publish(m: &Mosquitto, qos: QoS, messages: Vec<(String, Vec<u8>)>) {
+    let (client, mut events) = AsyncClient::new(options(m, "test-publisher"), 1000);
+    let n = messages.len();
+    let feeder = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client.publish(topic, qos, false, payload).await.unwrap();
+        }
+        client
+    });
+    let mut done = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while done < n {
+        let e = tokio::time::timeout_at(deadline, events.poll())
+            .await
+            .expect("publishing took over 2 minutes")
+            .unwrap_or_else(|e| panic!("test publisher: {e}\n{}", m.logs()));
+        match (qos, e) {
+            (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_))) => done += 1,
+            (QoS::AtMostOnce, Event::Outgoing(rumqttc::Outgoing::Publish(_))) => done += 1,
+            _ => {}
+        }
+    }
+    let client = feeder.await.unwrap();
+    client.disconnect().await.unwrap();
+    while !matches!(
+        events.poll().await,
+        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)
+    ) {}
+}
+
+type Received = Arc<Mutex<Vec<(String, Vec<u8>, QoS)>>>;
+
+/// Subscribes to `filter` and collects what arrives; returns once the broker confirmed the
+/// subscription.
+async fn subscribe(m: &Mosquitto, filter: &str) -> (Received, tokio::task::JoinHandle<()>) {
+    let (client, mut events) = AsyncClient::new(options(m, "test-subscriber"), 100);
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    let got: Received = Arc::default();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let g = got.clone();
+    let task = tokio::spawn(async move {
+        let _client = client;
+        let mut ready = Some(ready_tx);
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    g.lock().unwrap().push((p.topic, p.payload.to_vec(), p.qos));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    (got, task)
+}
+
+fn source(hub: &TempHub, m: &Mosquitto, extra: &[&str]) -> std::process::Command {
+    let mut cmd = connector("mqtt-source", hub);
+    cmd.args(["--topic", "in", "--create-topic", "--url", &m.url()])
+        .args(extra);
+    cmd
+}
+
+/// Waits until the source has subscribed (its log says so).
+async fn subscribed(p: &Proc, times: usize) {
+    wait_until(
+        Duration::from_secs(20),
+        "the source's subscription",
+        || async { p.output().matches("Subscribed.").count() >= times },
+    )
+    .await;
+}
+
+fn seq(value: &[u8]) -> u64 {
+    std::str::from_utf8(&value[..8]).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_with_a_persistent_session_loses_nothing_across_a_broker_restart() {
+    const N: u64 = 100_000;
+    let mut m = Mosquitto::start();
+    let hub = TempHub::new();
+    let p = Proc::spawn(
+        source(
+            &hub,
+            &m,
+            &[
+                "--mqtt-topic",
+                "load/#",
+                "--qos",
+                "1",
+                "--client-id",
+                "runnel-restart-test",
+                "--clean-session=false",
+                "--initial-backoff",
+                "100ms",
+                "--max-backoff",
+                "1s",
+            ],
+        ),
+        hub.path("log"),
+    );
+    subscribed(&p, 1).await;
+    let payload = |i: u64| format!("{i:08}-{}", "p".repeat(40)).into_bytes();
+
+    // The first half, then a restart while the source is mid-stream: mosquitto keeps the
+    // messages it has not had PUBACKs for in the source's session, on disk.
+    let first: Vec<_> = (0..N / 2)
+        .map(|i| ("load/a".to_string(), payload(i)))
+        .collect();
+    publish(&m, QoS::AtLeastOnce, first).await;
+    wait_until(
+        Duration::from_secs(60),
+        "some records in the hub",
+        || async { hub.count("in").await >= 1_000 },
+    )
+    .await;
+    let at_restart = hub.count("in").await;
+    m.restart();
+    let second: Vec<_> = (N / 2..N)
+        .map(|i| ("load/b".to_string(), payload(i)))
+        .collect();
+    publish(&m, QoS::AtLeastOnce, second).await;
+
+    let missing: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let complete = runnel_tests::eventually(Duration::from_secs(90), || {
+        let (hub, missing) = (&hub, missing.clone());
+        async move {
+            if hub.count("in").await < N {
+                return false;
+            }
+            let seen: HashSet<u64> = hub
+                .read_all("in")
+                .await
+                .iter()
+                .map(|r| seq(&r.record.value))
+                .collect();
+            let gone: Vec<u64> = (0..N).filter(|i| !seen.contains(i)).take(10).collect();
+            let done = gone.is_empty();
+            *missing.lock().unwrap() = gone;
+            done
+        }
+    })
+    .await;
+    let missing = missing.lock().unwrap().clone();
+    let total = hub.count("in").await;
+    assert!(
+        complete,
+        "missing sequence numbers (first 10): {missing:?}; {total} records; {at_restart} at the restart\n{}",
+        p.output()
+    );
+    assert!(
+        at_restart < N,
+        "the restart came after the whole stream was stored"
+    );
+    let out = p.output();
+    assert_eq!(
+        out.matches("MQTT connection lost").count(),
+        1,
+        "one warning per outage:\n{out}"
+    );
+    assert!(out.contains("session_present=true"), "{out}");
+    eprintln!("{total} records for {N} messages; {at_restart} stored at the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_formats_and_wildcards() {
+    let m = Mosquitto::start();
+    let hub = TempHub::new();
+    let json = Proc::spawn(
+        source(
+            &hub,
+            &m,
+            &[
+                "--mqtt-topic",
+                "sensors/+/temp",
+                "--payload-output-type",
+                "json",
+            ],
+        ),
+        hub.path("json.log"),
+    );
+    let mut cmd = connector("mqtt-source", &hub);
+    cmd.args(["--topic", "raw", "--create-topic", "--url", &m.url()])
+        .args(["--mqtt-topic", "sensors/#"]);
+    let raw = Proc::spawn(cmd, hub.path("raw.log"));
+    subscribed(&json, 1).await;
+    subscribed(&raw, 1).await;
+    publish(
+        &m,
+        QoS::AtMostOnce,
+        vec![
+            ("sensors/k1/temp".into(), br#"{"c":21.5}"#.to_vec()),
+            ("sensors/k2/temp".into(), b"not json".to_vec()),
+            ("sensors/k1/humidity".into(), b"40".to_vec()),
+            ("other/k1/temp".into(), b"ignored".to_vec()),
+            ("sensors/k3/temp".into(), vec![0xff, 0x00, 0x01]),
+        ],
+    )
+    .await;
+    wait_until(Duration::from_secs(20), "the records", || async {
+        hub.count("in").await >= 3 && hub.count("raw").await >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let values: Vec<String> = hub
+        .read_all("in")
+        .await
+        .iter()
+        .map(|r| String::from_utf8(r.record.value.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            r#"{"mqtt_topic":"sensors/k1/temp","payload":{"c":21.5}}"#,
+            r#"{"mqtt_topic":"sensors/k2/temp","payload":"not json"}"#,
+            "{\"mqtt_topic\":\"sensors/k3/temp\",\"payload\":\"\u{fffd}\\u0000\\u0001\"}",
+        ]
+    );
+    let raw_records = hub.read_all("raw").await;
+    let raw_values: Vec<Vec<u8>> = raw_records
+        .iter()
+        .map(|r| r.record.value.to_vec())
+        .collect();
+    assert_eq!(
+        raw_values,
+        vec![
+            br#"{"c":21.5}"#.to_vec(),
+            b"not json".to_vec(),
+            b"40".to_vec(),
+            vec![0xff, 0x00, 0x01]
+        ]
+    );
+    let r = &raw_records[2].record;
+    assert_eq!(r.key, None);
+    assert_eq!(
+        r.headers,
+        vec![("mqtt-topic".to_string(), "sensors/k1/humidity".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_secrets_and_never_reach_the_logs() {
+    const PASSWORD: &str = "s3cret-Pa55word";
+    let passwd = tempfile::tempdir().unwrap();
+    let file = passwd.path().join("passwd");
+    let ok = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&file)
+        .args(["runnel", PASSWORD])
+        .status()
+        .expect("run mosquitto_passwd (the mosquitto package)")
+        .success();
+    assert!(ok);
+    let m = Mosquitto::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\n",
+        file.display()
+    ));
+    let hub = TempHub::new();
+    let config = hub.path("connect.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: 0.1.0\n\
+             meta:\n  version: 0.1.0\n  name: secure\n  type: mqtt-source\n  topic: in\n  create-topic: true\n  \
+             secrets:\n    - name: MQTT_PASSWORD\n\
+             mqtt:\n  url: {}\n  topic: secure/#\n  qos: 1\n  username: runnel\n  password: ${{{{ secrets.MQTT_PASSWORD }}}}\n",
+            m.url()
+        ),
+    )
+    .unwrap();
+
+    // --check shows the config with the password masked.
+    let out = std::process::Command::new(runnel_tests::bin("mqtt-source"))
+        .env("MQTT_PASSWORD", PASSWORD)
+        .arg("--config")
+        .arg(&config)
+        .arg("--check")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("password: '******'"), "{shown}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
+
+    let mut cmd = connector("mqtt-source", &hub);
+    cmd.env("MQTT_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "debug")
+        .arg("--config")
+        .arg(&config);
+    let p = Proc::spawn(cmd, hub.path("ok.log"));
+    subscribed(&p, 1).await;
+    // The test publisher is not a user of this broker: publish as the same user.
+    let mut o = options(&m, "secure-publisher");
+    o.set_credentials("runnel", PASSWORD);
+    let (client, mut events) = AsyncClient::new(o, 10);
+    client
+        .publish("secure/x", QoS::AtLeastOnce, false, "hello")
+        .await
+        .unwrap();
+    let published = tokio::spawn(async move {
+        loop {
+            if let Ok(Event::Incoming(Incoming::PubAck(_))) = events.poll().await {
+                return;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), published)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the record", || async {
+        hub.count("in").await == 1
+    })
+    .await;
+    assert!(!p.output().contains(PASSWORD), "{}", p.output());
+
+    // A wrong password: a clear error, exit 1, and neither password in the log.
+    let mut cmd = connector("mqtt-source", &hub);
+    cmd.env("MQTT_PASSWORD", "wrong-Passw0rd")
+        .env("RUST_LOG", "debug")
+        .arg("--config")
+        .arg(&config);
+    let mut bad = Proc::spawn(cmd, hub.path("bad.log"));
+    let out = bad
+        .expect_exit(
+            Duration::from_secs(20),
+            1,
+            "the broker refused the connection",
+        )
+        .await;
+    assert!(!out.contains("wrong-Passw0rd"), "{out}");
+
+    // Credentials in the URL work the same way and are not logged either.
+    let mut cmd = connector("mqtt-source", &hub);
+    cmd.env("RUST_LOG", "debug").args([
+        "--topic",
+        "in",
+        "--url",
+        &format!("mqtt://runnel:{PASSWORD}@127.0.0.1:{}", m.port),
+        "--mqtt-topic",
+        "secure/#",
+    ]);
+    let in_url = Proc::spawn(cmd, hub.path("url.log"));
+    subscribed(&in_url, 1).await;
+    assert!(!in_url.output().contains(PASSWORD), "{}", in_url.output());
+}
+
+fn sink(hub: &TempHub, m: &Mosquitto, extra: &[&str]) -> std::process::Command {
+    let mut cmd = connector("mqtt-sink", hub);
+    cmd.args(["--topic", "out", "--url", &m.url(), "--qos", "1"])
+        .args(extra);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_publishes_at_qos1_in_order() {
+    let m = Mosquitto::start();
+    let hub = TempHub::new();
+    let (got, sub) = subscribe(&m, "fixed/#").await;
+    let records: Vec<Record> = (0..300).map(|i| Record::new(format!("m{i}"))).collect();
+    hub.produce("out", records).await;
+    let p = Proc::spawn(
+        sink(&hub, &m, &["--mqtt-topic", "fixed/t", "--retain"]),
+        hub.path("log"),
+    );
+    wait_until(Duration::from_secs(30), "300 messages", || async {
+        got.lock().unwrap().len() >= 300
+    })
+    .await;
+    let got = got.lock().unwrap().clone();
+    let want: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|(_, p, _)| String::from_utf8(p.clone()).unwrap())
+        .collect();
+    assert_eq!(payloads, want);
+    assert!(
+        got.iter()
+            .all(|(t, _, q)| t == "fixed/t" && *q == QoS::AtLeastOnce)
+    );
+    sub.abort();
+
+    // Retained: a new subscriber gets the last one.
+    let (late, sub) = subscribe(&m, "fixed/t").await;
+    wait_until(Duration::from_secs(10), "the retained message", || async {
+        !late.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(late.lock().unwrap()[0].1, b"m299".to_vec());
+    sub.abort();
+    let mut p = p;
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        p.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_topic_from_key_and_dead_letter() {
+    let m = Mosquitto::start();
+    let hub = TempHub::new();
+    let (got, _sub) = subscribe(&m, "keyed/#").await;
+    hub.produce(
+        "out",
+        vec![
+            Record::new("a").with_key("keyed/one"),
+            Record::new("no key"),
+            Record::new("b").with_key("keyed/two"),
+            Record::new("wild").with_key("keyed/+"),
+            Record::new("c").with_key("keyed/one"),
+        ],
+    )
+    .await;
+    let _p = Proc::spawn(sink(&hub, &m, &["--topic-from-key"]), hub.path("log"));
+    wait_until(Duration::from_secs(30), "two dead letters", || async {
+        hub.count("out-dlq").await >= 2
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "three messages", || async {
+        got.lock().unwrap().len() >= 3
+    })
+    .await;
+    let got: Vec<(String, String)> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, p, _)| (t.clone(), String::from_utf8(p.clone()).unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("keyed/one".to_string(), "a".to_string()),
+            ("keyed/two".to_string(), "b".to_string()),
+            ("keyed/one".to_string(), "c".to_string()),
+        ]
+    );
+    let dead = hub.read_all("out-dlq").await;
+    assert_eq!(dead[0].record.value, "no key".as_bytes());
+    let error = dead[0]
+        .record
+        .headers
+        .iter()
+        .find(|(k, _)| k == "runnel-error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(error.contains("no key"), "{error}");
+    assert_eq!(dead[1].record.value, "wild".as_bytes());
+}
+
+#[tokio::test]
+async fn broken_configs_exit_2_naming_file_and_field() {
+    let hub = TempHub::new();
+    for (name, section, want) in [
+        (
+            "qos2.yml",
+            "  url: mqtt://127.0.0.1:1883\n  topic: a/#\n  qos: 2\n",
+            "mqtt.qos: 2 (exactly once) is not supported",
+        ),
+        (
+            "url.yml",
+            "  url: http://user:hunter2@127.0.0.1:1883\n  topic: a/#\n",
+            "mqtt.url: unsupported scheme \"http\": use mqtt:// or mqtts://",
+        ),
+        (
+            "filter.yml",
+            "  url: mqtt://127.0.0.1\n  topic: a/#/b\n",
+            "mqtt.topic: \"a/#/b\" is not a valid MQTT topic filter",
+        ),
+        (
+            "session.yml",
+            "  url: mqtt://127.0.0.1\n  topic: a\n  clean_session: false\n",
+            "mqtt.client_id: required when clean_session is false",
+        ),
+    ] {
+        let file = hub.path(name);
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: broken\n  type: mqtt-source\n  topic: in\nmqtt:\n{section}"
+            ),
+        )
+        .unwrap();
+        for check in [true, false] {
+            let mut cmd = connector("mqtt-source", &hub);
+            cmd.arg("--config").arg(&file);
+            if check {
+                cmd.arg("--check");
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            let prefix = format!("error: {}: {want}", file.display());
+            assert!(
+                stderr.starts_with(&prefix),
+                "{name}: want {prefix}\ngot {stderr}"
+            );
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+        }
+    }
+    // The sink: neither topic nor topic_from_key.
+    let file = hub.path("sink.yml");
+    std::fs::write(
+        &file,
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: broken\n  type: mqtt-sink\n  topic: out\nmqtt:\n  url: mqtt://127.0.0.1\n",
+    )
+    .unwrap();
+    let out = connector("mqtt-sink", &hub)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {}: mqtt.topic: missing: give the MQTT topic, or topic_from_key: true\n",
+            file.display()
+        )
+    );
+}
