@@ -41,6 +41,13 @@ impl Mosquitto {
     /// `{dir}` in them stands for the broker's directory.
     pub fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Started as root, mosquitto drops to the mosquitto user before it writes its
+        // persistence file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let port = free_port();
         let d = dir.path().display().to_string();
         let conf = format!(

@@ -143,8 +143,6 @@ impl Tansu {
             &listener,
             "--storage-engine",
             "memory://tansu/",
-            "--prometheus-listener-url",
-            &format!("tcp://127.0.0.1:{}", free_port()),
         ])
         .env("RUST_LOG", "warn");
         self.starts += 1;

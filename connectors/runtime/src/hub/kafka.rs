@@ -23,7 +23,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
 
 use super::{HubError, TopicInfo};
@@ -228,6 +228,7 @@ impl KafkaHub {
             brokers: self.brokers.clone(),
             topic: topic.to_string(),
             producer,
+            config: c,
         })
     }
 
@@ -266,7 +267,9 @@ impl KafkaHub {
                     }
                 }
                 let position = match committed {
-                    Some(n) => n.clamp(low, high),
+                    // Not clamped to the high watermark: some brokers (tansu 0.6) report
+                    // it short of the last record.
+                    Some(n) => n.max(low),
                     None => match start {
                         OffsetStart::Beginning => low,
                         OffsetStart::End => high,
@@ -326,6 +329,7 @@ pub struct KafkaProducer {
     brokers: String,
     topic: String,
     producer: FutureProducer,
+    config: ClientConfig,
 }
 
 impl std::fmt::Debug for KafkaProducer {
@@ -340,6 +344,19 @@ impl KafkaProducer {
     /// Queues every record, then waits for all acknowledgements; returns the offset of the
     /// first record.
     pub async fn send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
+        let result = self.try_send(records).await;
+        if result.is_err()
+            && let Some((code, reason)) = self.producer.client().fatal_error()
+        {
+            // An idempotent producer that lost its state (the cluster was replaced, say)
+            // cannot go on; a new one can. The caller retries the batch.
+            tracing::warn!(topic = %self.topic, %code, %reason, "The Kafka producer failed for good; starting a new one.");
+            self.producer = self.config.create().map_err(|e| err(&self.brokers, e))?;
+        }
+        result
+    }
+
+    async fn try_send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records.iter() {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -417,7 +434,15 @@ impl KafkaConsumer {
         };
         let mut next = Some(first);
         while let Some(m) = next.take() {
-            let m = m.map_err(|e| err(&self.brokers, e))?;
+            let m = match m {
+                Ok(m) => m,
+                // librdkafka reports broker trouble (a restart, a lost connection) here
+                // and recovers by itself; the consumer goes on from its position.
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "Kafka consumer error; continuing.");
+                    break;
+                }
+            };
             // After a reconnect librdkafka may hand back what it already gave; skip it.
             if m.offset() >= self.position {
                 self.position = m.offset() + 1;

@@ -244,9 +244,9 @@ impl Hub {
             Hub::Kafka(h) => Ok(Consumer::Kafka(
                 h.consumer(topic, partition, consumer_id, start).await?,
             )),
-            Hub::Nats(h) => Ok(Consumer::Nats(
+            Hub::Nats(h) => Ok(Consumer::Nats(Box::new(
                 h.consumer(topic, partition, consumer_id, start).await?,
-            )),
+            ))),
         }
     }
 }
@@ -283,7 +283,7 @@ impl Producer {
 pub enum Consumer {
     Local(local::LocalConsumer),
     Kafka(kafka::KafkaConsumer),
-    Nats(nats::NatsConsumer),
+    Nats(Box<nats::NatsConsumer>),
 }
 
 impl Consumer {
@@ -360,5 +360,48 @@ pub fn validate_topic_name(name: &str) -> Result<(), HubError> {
         Ok(())
     } else {
         Err(HubError::InvalidTopicName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hub_urls() {
+        assert_eq!(
+            "kafka://a:9092, b:9093".parse::<HubUrl>().unwrap(),
+            HubUrl::Kafka("a:9092,b:9093".into())
+        );
+        assert_eq!(
+            "nats://127.0.0.1:4222/".parse::<HubUrl>().unwrap(),
+            HubUrl::Nats("127.0.0.1:4222".into())
+        );
+        assert_eq!(
+            "local:/tmp/x.db".parse::<HubUrl>().unwrap(),
+            HubUrl::Local("/tmp/x.db".into())
+        );
+        for bad in [
+            "kafka://",
+            "kafka://host",
+            "nats://h:port",
+            "nats://u:p@h:4222",
+            "redis://h:1",
+        ] {
+            let e = bad.parse::<HubUrl>().unwrap_err().to_string();
+            assert!(e.contains("invalid hub URL"), "{bad}: {e}");
+        }
+        let e = "nats://user:secret@h:4222"
+            .parse::<HubUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credentials"), "{e}");
+    }
+
+    #[test]
+    fn hub_urls_print_as_parsed() {
+        for s in ["kafka://a:1,b:2", "nats://h:4222"] {
+            assert_eq!(s.parse::<HubUrl>().unwrap().to_string(), s);
+        }
     }
 }

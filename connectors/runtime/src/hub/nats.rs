@@ -514,3 +514,42 @@ impl NatsConsumer {
         Ok(info.state.last_sequence as i64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_escape_and_come_back() {
+        for t in ["a", "a.b", "a_b", "a_2Eb", "x.y_z-9", "_", "."] {
+            let s = stream_name(t);
+            assert!(!s.contains('.'), "{s}");
+            assert_eq!(topic_of(&s).as_deref(), Some(t), "{t} -> {s}");
+        }
+        assert_ne!(stream_name("a.b"), stream_name("a_b"));
+        assert_eq!(topic_of("KV_bucket"), None);
+    }
+
+    #[test]
+    fn records_survive_the_header_encoding() {
+        let r = Record {
+            key: Some(Bytes::from_static(b"k &=%\n\xff")),
+            value: Bytes::from_static(b"v"),
+            timestamp: 42,
+            headers: vec![
+                ("a b".into(), Bytes::from_static(b"1&2=3")),
+                ("a b".into(), Bytes::new()),
+            ],
+        };
+        let m = async_nats::Message {
+            subject: "runnel.t".into(),
+            reply: None,
+            payload: r.value.clone(),
+            headers: Some(headers_of(&r)),
+            status: None,
+            description: None,
+            length: 0,
+        };
+        assert_eq!(record_of(&m, 0), r);
+    }
+}
