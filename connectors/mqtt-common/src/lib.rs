@@ -168,7 +168,10 @@ pub fn qos(field: &str, n: u8) -> Result<QoS, FieldError> {
             field,
             "2 (exactly once) is not supported: use 0 (at most once) or 1 (at least once; with the hub's acknowledgements and a persistent session nothing is lost)",
         )),
-        n => Err(FieldError::new(field, format!("{n} is not a QoS: use 0 or 1"))),
+        n => Err(FieldError::new(
+            field,
+            format!("{n} is not a QoS: use 0 or 1"),
+        )),
     }
 }
 
@@ -349,8 +352,11 @@ mod tests {
 
     #[test]
     fn parses_urls_and_hides_credentials() {
-        let u = BrokerUrl::parse("url", "mqtt://alice:p%40ss@broker.example:1884?client_id=c1")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let u = BrokerUrl::parse(
+            "url",
+            "mqtt://alice:p%40ss@broker.example:1884?client_id=c1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(u.host, "broker.example");
         assert_eq!(u.port, 1884);
         assert!(!u.tls);
@@ -371,7 +377,9 @@ mod tests {
             "mqtt://u:hunter2@h?x=1",
             "not a url",
         ] {
-            let e = BrokerUrl::parse("mqtt.url", bad).err().map(|e| e.to_string());
+            let e = BrokerUrl::parse("mqtt.url", bad)
+                .err()
+                .map(|e| e.to_string());
             let e = e.unwrap_or_else(|| panic!("{bad} was accepted"));
             assert!(e.starts_with("mqtt.url: "), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
@@ -381,8 +389,14 @@ mod tests {
     #[test]
     fn qos_and_keep_alive_bounds() {
         assert!(qos("qos", 1).is_ok());
-        let e = qos("qos", 2).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.starts_with("qos: 2 (exactly once) is not supported"), "{e}");
+        let e = qos("qos", 2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("qos: 2 (exactly once) is not supported"),
+            "{e}"
+        );
         assert!(keep_alive("timeout", HumanDuration::from_millis(500)).is_err());
         assert!(keep_alive("timeout", HumanDuration::from_millis(0)).is_ok());
         assert_eq!(generated_client_id().len(), 23);
@@ -392,6 +406,9 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "******");
-        assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"******\""));
+        assert_eq!(
+            serde_json::to_string(&s).ok().as_deref(),
+            Some("\"******\"")
+        );
     }
 }

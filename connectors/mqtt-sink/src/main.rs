@@ -48,7 +48,11 @@ struct MqttSinkConfig {
     /// The broker: mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS with
     /// the system's trusted roots, default port 8883). User and password may be given in the
     /// URL; they are never logged.
-    #[serde(alias = "mqtt-url", alias = "mqtt_url", serialize_with = "mqtt_common::masked_url")]
+    #[serde(
+        alias = "mqtt-url",
+        alias = "mqtt_url",
+        serialize_with = "mqtt_common::masked_url"
+    )]
     url: String,
     /// The MQTT topic every record is published to. Give it or topic_from_key.
     #[serde(alias = "mqtt-topic", alias = "mqtt_topic")]
@@ -69,7 +73,10 @@ struct MqttSinkConfig {
     client_id: Option<String>,
     /// The MQTT keep-alive. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read
     /// too.
-    #[serde(default = "default_timeout", deserialize_with = "mqtt_common::duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "mqtt_common::duration"
+    )]
     timeout: HumanDuration,
     /// How long a publish may wait to be sent and (at QoS 1) acknowledged before the attempt
     /// counts as failed and is retried. Default 30s.
@@ -275,7 +282,9 @@ impl Publisher {
             return Ok(t);
         }
         let key = record.record.key.as_ref().ok_or_else(|| {
-            DeliveryError::permanent("the record has no key, and topic_from_key takes the MQTT topic from it")
+            DeliveryError::permanent(
+                "the record has no key, and topic_from_key takes the MQTT topic from it",
+            )
         })?;
         let t = std::str::from_utf8(key).map_err(|_| {
             DeliveryError::permanent("the record's key is not UTF-8, so it cannot be an MQTT topic")
@@ -413,7 +422,7 @@ async fn event_loop(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>, url: Br
 }
 
 fn main() -> ExitCode {
-    app::sink_main::<MqttSink, _, _>(|c| Publisher::new(c))
+    app::sink_main::<MqttSink, _, _>(Publisher::new)
 }
 
 #[cfg(test)]

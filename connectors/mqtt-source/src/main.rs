@@ -5,8 +5,11 @@
 //!
 //! The event loop never waits for the hub: it hands each QoS 1 message's hub acknowledgement
 //! to an ack task, which awaits them in arrival order (MQTT wants PUBACKs in order) and only
-//! then sends the PUBACK. Acknowledgements of messages from an earlier connection are
-//! dropped: the broker sends those messages again on the new one.
+//! then sends the PUBACK. With a clean session, acknowledgements of messages from an earlier
+//! connection are dropped: that session, and the broker's memory of those messages, is gone.
+//! With a persistent session they are sent on the new connection: packet ids belong to the
+//! session, and a broker restored from its store (mosquitto) does not always send the
+//! messages again, so dropping their acks would leave its in-flight window full.
 
 use std::{
     process::ExitCode,
@@ -48,7 +51,11 @@ struct MqttSourceConfig {
     /// the system's trusted roots, default port 8883). User and password may be given in the
     /// URL (mqtt://user:password@host); they are never logged. Fluvio's name mqtt-url is
     /// accepted too.
-    #[serde(alias = "mqtt-url", alias = "mqtt_url", serialize_with = "mqtt_common::masked_url")]
+    #[serde(
+        alias = "mqtt-url",
+        alias = "mqtt_url",
+        serialize_with = "mqtt_common::masked_url"
+    )]
     url: String,
     /// The MQTT topic filter to subscribe to; + and # wildcards allowed (sensors/+/temp,
     /// sensors/#). Fluvio's name mqtt-topic is accepted too.
@@ -64,7 +71,10 @@ struct MqttSourceConfig {
     client_id: Option<String>,
     /// The MQTT keep-alive: the broker drops the connection after 1.5 times this without a
     /// packet. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read too.
-    #[serde(default = "default_timeout", deserialize_with = "mqtt_common::duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "mqtt_common::duration"
+    )]
     timeout: HumanDuration,
     /// Start with a new session at each connect (true, the default). With false and a fixed
     /// client_id the broker keeps the subscription and queues QoS 1 messages while the
@@ -166,6 +176,7 @@ struct PendingAck {
 async fn ack_task(
     client: AsyncClient,
     generation: Arc<Generation>,
+    persistent: bool,
     mut queue: mpsc::Receiver<PendingAck>,
 ) {
     while let Some(p) = queue.recv().await {
@@ -178,7 +189,7 @@ async fn ack_task(
         loop {
             let sent = {
                 let g = generation.0.lock().unwrap_or_else(|e| e.into_inner());
-                if *g != p.generation {
+                if !persistent && *g != p.generation {
                     break;
                 }
                 client.try_ack(&ack)
@@ -320,7 +331,12 @@ async fn run(
     let generation = Arc::new(Generation::default());
     let (acks, ack_task) = if qos == QoS::AtLeastOnce {
         let (tx, rx) = mpsc::channel(MAX_UNACKED);
-        let task = tokio::spawn(ack_task(client.clone(), generation.clone(), rx));
+        let task = tokio::spawn(ack_task(
+            client.clone(),
+            generation.clone(),
+            !c.clean_session,
+            rx,
+        ));
         (Some(tx), Some(task))
     } else {
         (None, None)
