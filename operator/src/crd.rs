@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
     status = "ConnectorStatus",
     shortname = "conn",
     category = "runnel",
+    doc = "A Runnel connector: a source or sink between an outside system and a hub topic, run by the runnel operator as a Deployment.",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".spec.topic"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,

@@ -11,9 +11,9 @@ use std::{
 
 use crate::free_port;
 
-/// The broker binary: `$MOSQUITTO`, else the Debian path, else `mosquitto` on the PATH.
+/// The broker binary: `$RUNNEL_MOSQUITTO`, else the Debian path, else `mosquitto` on the PATH.
 fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("MOSQUITTO") {
+    if let Some(p) = std::env::var_os("RUNNEL_MOSQUITTO") {
         return p.into();
     }
     let debian = Path::new("/usr/sbin/mosquitto");
