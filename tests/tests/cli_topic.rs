@@ -111,7 +111,7 @@ fn a_bad_hub_url_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "error: invalid hub URL \"redis://x\": expected local:[PATH]\n"
+        "error: invalid hub URL \"redis://x\": expected local:[PATH], kafka://HOST:PORT[,HOST:PORT] or nats://HOST:PORT[,HOST:PORT]\n"
     );
     drop(hub);
 }
