@@ -45,3 +45,11 @@ fn crd_has_the_names_kubectl_uses() {
         .collect();
     assert_eq!(cols, ["TYPE", "TOPIC", "STATUS", "AGE"]);
 }
+
+#[test]
+fn the_example_manifest_is_a_valid_connector() {
+    let text = std::fs::read_to_string(root().join("examples/kubernetes/connector.yaml")).unwrap();
+    let c: Connector = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(c.spec.kind, "http-source");
+    assert_eq!(c.spec.secrets[0].secret_key_ref.name, "cat-facts");
+}
