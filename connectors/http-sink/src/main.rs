@@ -101,21 +101,11 @@ impl Validate for HttpSinkConfig {
                 "must be more than 0",
             ));
         }
-        if let Some(t) = &self.dead_letter_topic {
-            runnel_runtime::hub::validate_topic_name(t)
-                .map_err(|e| FieldError::new("dead_letter_topic", e.to_string()))?;
-        }
-        Ok(())
+        self.check_dead_letter_topic()
     }
 
     fn validate_with_meta(&self, meta: &Meta) -> Result<(), FieldError> {
-        if self.dead_letter_topic.as_deref() == Some(meta.topic.as_str()) {
-            return Err(FieldError::new(
-                "dead_letter_topic",
-                "is the topic this sink reads: failed records would come back forever",
-            ));
-        }
-        Ok(())
+        self.check_dead_letter_not_source(meta)
     }
 }
 

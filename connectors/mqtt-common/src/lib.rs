@@ -7,7 +7,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, Transport};
 use runnel_runtime::config::{FieldError, HumanDuration};
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The MQTT maximum (256 MB): a large message must never cut the connection, or it would
 /// come back after every reconnect.
@@ -205,46 +205,6 @@ pub fn client_id(field: &str, id: &str) -> Result<(), FieldError> {
 /// MQTT 3.1.1 broker must accept.
 pub fn generated_client_id() -> String {
     format!("runnel-{:016x}", fastrand::u64(..))
-}
-
-/// Reads a duration written as Runnel writes it (`30s`, `30000`) or as Fluvio's MQTT
-/// connector did (`{secs: 30, nanos: 0}`). For `#[serde(deserialize_with)]`.
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = HumanDuration;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration such as 60s, a number of milliseconds, or {secs, nanos}")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(HumanDuration::from_millis(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            u64::try_from(v)
-                .map(HumanDuration::from_millis)
-                .map_err(|_| E::custom(format!("invalid duration {v}: it is negative")))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            v.parse().map_err(E::custom)
-        }
-        fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-            let (mut secs, mut nanos) = (0u64, 0u32);
-            while let Some(k) = m.next_key::<String>()? {
-                match k.as_str() {
-                    "secs" => secs = m.next_value()?,
-                    "nanos" => nanos = m.next_value()?,
-                    other => {
-                        return Err(de::Error::unknown_field(other, &["secs", "nanos"]));
-                    }
-                }
-            }
-            if nanos >= 1_000_000_000 {
-                return Err(de::Error::custom("nanos must be less than 1000000000"));
-            }
-            Ok(HumanDuration(Duration::new(secs, nanos)))
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// What a connection needs besides the URL.

@@ -73,10 +73,7 @@ struct MqttSinkConfig {
     client_id: Option<String>,
     /// The MQTT keep-alive. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read
     /// too.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "mqtt_common::duration"
-    )]
+    #[serde(default = "default_timeout")]
     timeout: HumanDuration,
     /// How long a publish may wait to be sent and (at QoS 1) acknowledged before the attempt
     /// counts as failed and is retried. Default 30s.
@@ -147,21 +144,11 @@ impl Validate for MqttSinkConfig {
             ));
         }
         self.retry.check().map_err(|e| e.under("retry"))?;
-        if let Some(t) = &self.dead_letter_topic {
-            runnel_runtime::hub::validate_topic_name(t)
-                .map_err(|e| FieldError::new("dead_letter_topic", e.to_string()))?;
-        }
-        Ok(())
+        self.check_dead_letter_topic()
     }
 
     fn validate_with_meta(&self, meta: &Meta) -> Result<(), FieldError> {
-        if self.dead_letter_topic.as_deref() == Some(meta.topic.as_str()) {
-            return Err(FieldError::new(
-                "dead_letter_topic",
-                "is the topic this sink reads: failed records would come back forever",
-            ));
-        }
-        Ok(())
+        self.check_dead_letter_not_source(meta)
     }
 }
 

@@ -71,10 +71,7 @@ struct MqttSourceConfig {
     client_id: Option<String>,
     /// The MQTT keep-alive: the broker drops the connection after 1.5 times this without a
     /// packet. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read too.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "mqtt_common::duration"
-    )]
+    #[serde(default = "default_timeout")]
     timeout: HumanDuration,
     /// Start with a new session at each connect (true, the default). With false and a fixed
     /// client_id the broker keeps the subscription and queues QoS 1 messages while the

@@ -386,6 +386,27 @@ pub trait SinkOptions {
     fn retry(&self) -> RetryConfig;
     fn on_error(&self) -> ErrorPolicy;
     fn dead_letter_topic(&self) -> Option<&str>;
+
+    /// For the section's `Validate::validate`: the dead-letter topic is a valid name.
+    fn check_dead_letter_topic(&self) -> Result<(), config::FieldError> {
+        match self.dead_letter_topic() {
+            Some(t) => crate::hub::validate_topic_name(t)
+                .map_err(|e| config::FieldError::new("dead_letter_topic", e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// For the section's `Validate::validate_with_meta`: the dead-letter topic is not the
+    /// topic the sink reads.
+    fn check_dead_letter_not_source(&self, meta: &config::Meta) -> Result<(), config::FieldError> {
+        if self.dead_letter_topic() == Some(meta.topic.as_str()) {
+            return Err(config::FieldError::new(
+                "dead_letter_topic",
+                "is the topic this sink reads: failed records would come back forever",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Sink settings from meta.consumer and the section's delivery options.

@@ -45,10 +45,10 @@ impl fmt::Display for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl de::Visitor<'_> for V {
+        impl<'de> de::Visitor<'de> for V {
             type Value = HumanDuration;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 10s or a number of milliseconds")
+                f.write_str("a duration such as 10s, a number of milliseconds, or {secs, nanos}")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(HumanDuration::from_millis(v))
@@ -65,6 +65,21 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 v.parse().map_err(E::custom)
+            }
+            /// `{secs: 30, nanos: 0}`, as Fluvio's connectors wrote durations.
+            fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let (mut secs, mut nanos) = (0u64, 0u32);
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "secs" => secs = m.next_value()?,
+                        "nanos" => nanos = m.next_value()?,
+                        other => return Err(de::Error::unknown_field(other, &["secs", "nanos"])),
+                    }
+                }
+                if nanos >= 1_000_000_000 {
+                    return Err(de::Error::custom("nanos must be less than 1000000000"));
+                }
+                Ok(HumanDuration(Duration::new(secs, nanos)))
             }
         }
         d.deserialize_any(V)
@@ -83,8 +98,8 @@ impl JsonSchema for HumanDuration {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A duration: milliseconds as a number, or a string such as 500ms, 10s, 1m.",
-            "type": ["string", "integer"]
+            "description": "A duration: milliseconds as a number, a string such as 500ms, 10s, 1m, or {secs, nanos}.",
+            "type": ["string", "integer", "object"]
         })
     }
 }
@@ -159,6 +174,15 @@ mod tests {
             e.to_string().contains("invalid duration \"10 parsecs\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn durations_read_fluvios_secs_nanos_form() {
+        let d: HumanDuration = serde_yaml::from_str("{secs: 30, nanos: 500}").unwrap();
+        assert_eq!(d.0, Duration::new(30, 500));
+        let e = serde_yaml::from_str::<HumanDuration>("{secs: 1, millis: 2}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `millis`"), "{e}");
+        assert!(serde_yaml::from_str::<HumanDuration>("{nanos: 1000000000}").is_err());
     }
 
     #[test]
