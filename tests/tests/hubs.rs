@@ -367,12 +367,15 @@ async fn kafka_restart_the_connector_reconnects() {
     // creates topics, is told again, as an operator would after losing a cluster.
     let h = hub.hub().await;
     h.ensure_topic("ticks", true, None).await.unwrap();
-    wait_until(
-        Duration::from_secs(90),
-        "records in the new broker",
-        || async { hub.count("ticks").await > 50 },
-    )
+    let resumed = runnel_tests::eventually(Duration::from_secs(90), || async {
+        hub.count("ticks").await > 50
+    })
     .await;
+    assert!(
+        resumed,
+        "no records in the new broker after 90 s:\n{}",
+        p.output()
+    );
     assert!(
         p.wait_timeout(Duration::ZERO).await.is_none(),
         "the connector exited:\n{}",

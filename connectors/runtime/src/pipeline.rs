@@ -10,7 +10,12 @@
 //! committed only after every record of the batch was delivered or handled by the policy.
 //! A crash therefore redelivers at most the batch in flight: at-least-once.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use schemars::JsonSchema;
@@ -208,7 +213,7 @@ where
 }
 
 async fn produce_loop(
-    mut producer: Producer,
+    producer: Producer,
     mut dead_letter: Option<Producer>,
     mut rx: mpsc::Receiver<Envelope>,
     mut settings: SourceSettings,
@@ -220,11 +225,36 @@ async fn produce_loop(
     let mut buf: Vec<Envelope> = Vec::with_capacity(max);
     // Records taken but left for the next batch because this one reached batch_bytes.
     let mut carry: Vec<Envelope> = Vec::new();
+    // Batches queued to the hub and not yet acknowledged, oldest first.
+    let mut flights: VecDeque<Flight> = VecDeque::new();
+    let mut writer = Written {
+        producer,
+        health,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    };
     loop {
         buf.clear();
         buf.append(&mut carry);
         if buf.is_empty() {
-            if rx.recv_many(&mut buf, max).await == 0 {
+            // Waiting for records; meanwhile the oldest queued batch may complete.
+            let closed = loop {
+                let Some(oldest) = flights.front_mut() else {
+                    break rx.recv_many(&mut buf, max).await == 0;
+                };
+                tokio::select! {
+                    done = &mut oldest.pending => {
+                        let f = flights.pop_front().expect("the oldest batch");
+                        writer.land(f, done).await?;
+                    }
+                    n = rx.recv_many(&mut buf, max) => break n == 0,
+                }
+            };
+            if closed {
+                while let Some(mut f) = flights.pop_front() {
+                    let done = f.pending.as_mut().await;
+                    writer.land(f, done).await?;
+                }
                 return Ok(());
             }
         } else if buf.len() < max {
@@ -289,7 +319,8 @@ async fn produce_loop(
                             let dl = crate::transform::dead_letter(r, &t.connector, &t.secrets);
                             if let Some(p) = dead_letter.as_mut() {
                                 if let Err(e) =
-                                    send_with_retry(p, Arc::new(vec![dl]), &health, &metrics).await
+                                    send_with_retry(p, Arc::new(vec![dl]), &writer.health, &metrics)
+                                        .await
                                 {
                                     stop.trigger();
                                     return Err(e.into());
@@ -303,30 +334,107 @@ async fn produce_loop(
                 out.into_iter().map(|(_, r)| r).collect()
             }
         };
-        let bytes: usize = records.iter().map(Record::size).sum();
-        let count = records.len();
-        let started = Instant::now();
-        if count > 0
-            && let Err(e) =
-                send_with_retry(&mut producer, Arc::new(records), &health, &metrics).await
-        {
-            stop.trigger();
-            return Err(e.into());
+        let records = Arc::new(records);
+        // A batch the filter emptied still takes its turn, so acks keep their order.
+        let queued = if records.is_empty() {
+            Ok(Box::pin(std::future::ready(Ok(-1i64))) as crate::hub::Pending)
+        } else {
+            writer.producer.enqueue(records.clone()).await
+        };
+        let pending = match queued {
+            Ok(p) => p,
+            Err(e) => {
+                // Queueing failed: the batches before it land first, then this one is
+                // retried on its own.
+                while let Some(mut f) = flights.pop_front() {
+                    let done = f.pending.as_mut().await;
+                    writer.land(f, done).await?;
+                }
+                Box::pin(std::future::ready(Err(e)))
+            }
+        };
+        flights.push_back(Flight {
+            records,
+            pending,
+            waiting,
+            started: Instant::now(),
+        });
+        while flights.len() >= writer.producer.max_in_flight() {
+            let mut f = flights.pop_front().expect("a queued batch");
+            let done = f.pending.as_mut().await;
+            writer.land(f, done).await?;
         }
-        metrics.records_out.inc_by(count as u64);
-        metrics.bytes_out.inc_by(bytes as u64);
-        let now = Instant::now();
+    }
+}
+
+/// A batch queued to the hub and the acks its records wait for.
+struct Flight {
+    records: Arc<Vec<Record>>,
+    pending: crate::hub::Pending,
+    waiting: Vec<(Instant, Option<oneshot::Sender<()>>)>,
+    started: Instant,
+}
+
+/// The producer stage's hub side: where queued batches land.
+struct Written {
+    producer: Producer,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    stop: shutdown::Trigger,
+}
+
+impl Written {
+    /// A queued batch completed with `done`: on success its records are acknowledged; on
+    /// failure it is written again (with retries) before anything later is acknowledged.
+    /// A batch queued after it may then be stored before it: order holds within each batch
+    /// and everywhere the hub did not fail, and nothing is lost.
+    async fn land(&mut self, f: Flight, done: Result<i64, HubError>) -> Result<(), PipelineError> {
+        if let Err(e) = done {
+            if matches!(e, HubError::TopicNotFound(_)) {
+                self.stop.trigger();
+                return Err(e.into());
+            }
+            self.health.set_hub(false);
+            self.metrics.retries.inc();
+            tracing::warn!(error = %e, records = f.records.len(), "Writing a batch to the hub failed; writing it again.");
+            if let Err(e) = self.producer.recover() {
+                self.stop.trigger();
+                return Err(e.into());
+            }
+            if let Err(e) = send_with_retry(
+                &mut self.producer,
+                f.records.clone(),
+                &self.health,
+                &self.metrics,
+            )
+            .await
+            {
+                self.stop.trigger();
+                return Err(e.into());
+            }
+        }
+        self.health.set_hub(true);
+        let bytes: usize = f.records.iter().map(Record::size).sum();
+        self.metrics.records_out.inc_by(f.records.len() as u64);
+        self.metrics.bytes_out.inc_by(bytes as u64);
         tracing::trace!(
-            records = count,
+            records = f.records.len(),
             bytes,
-            micros = (now - started).as_micros() as u64,
+            micros = f.started.elapsed().as_micros() as u64,
             "Batch written to the hub."
         );
-        for (entered, ack) in waiting {
-            metrics.observe_latency(now - entered);
-            if let Some(ack) = ack {
-                let _ = ack.send(());
-            }
+        ack_all(&self.metrics, f.waiting);
+        Ok(())
+    }
+}
+
+/// Acknowledges records the hub stored (or a filter dropped) to the protocol side.
+fn ack_all(metrics: &Metrics, waiting: Vec<(Instant, Option<oneshot::Sender<()>>)>) {
+    let now = Instant::now();
+    for (entered, ack) in waiting {
+        metrics.observe_latency(now - entered);
+        if let Some(ack) = ack {
+            let _ = ack.send(());
         }
     }
 }

@@ -26,7 +26,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer as _},
 };
 
-use super::{HubError, TopicInfo};
+use super::{HubError, Pending, TopicInfo};
 use crate::{
     config::{Compression, OffsetStart, ProducerConfig},
     record::{ConsumedRecord, Record},
@@ -203,7 +203,10 @@ impl KafkaHub {
         let mut c = base_config(&self.brokers);
         c.set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            .set("linger.ms", "5")
+            // A record not acknowledged within this fails, and the pipeline writes it again
+            // on a new producer (librdkafka's default is five minutes).
+            .set("message.timeout.ms", "30000");
         let p = &self.producer_config;
         if let Some(l) = &p.linger {
             c.set("linger.ms", l.0.as_millis().to_string());
@@ -345,18 +348,34 @@ impl KafkaProducer {
     /// first record.
     pub async fn send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
         let result = self.try_send(records).await;
-        if result.is_err()
-            && let Some((code, reason)) = self.producer.client().fatal_error()
-        {
-            // An idempotent producer that lost its state (the cluster was replaced, say)
-            // cannot go on; a new one can. The caller retries the batch.
-            tracing::warn!(topic = %self.topic, %code, %reason, "The Kafka producer failed for good; starting a new one.");
-            self.producer = self.config.create().map_err(|e| err(&self.brokers, e))?;
+        if let Err(e) = &result {
+            // An idempotent producer whose broker lost its state (a restarted or replaced
+            // cluster) can stay wedged, retrying forever or failed for good; a new producer
+            // starts clean. The caller retries the batch on it.
+            let fatal = self.producer.client().fatal_error();
+            tracing::warn!(topic = %self.topic, error = %e, fatal = ?fatal, "Kafka delivery failed; starting a new producer.");
+            self.restart()?;
         }
         result
     }
 
+    /// Replaces the producer; what the old one still held fails (and is retried by whoever
+    /// queued it).
+    pub fn restart(&mut self) -> Result<(), HubError> {
+        let fresh = self.config.create().map_err(|e| err(&self.brokers, e))?;
+        let old = std::mem::replace(&mut self.producer, fresh);
+        // Dropping purges its queue and waits up to half a second: not on this thread.
+        std::thread::spawn(move || drop(old));
+        Ok(())
+    }
+
     async fn try_send(&mut self, records: Arc<Vec<Record>>) -> Result<i64, HubError> {
+        self.enqueue(records).await?.await
+    }
+
+    /// Hands every record to librdkafka (waiting while its queue is full) and returns a
+    /// future of their acknowledgements. librdkafka keeps the order of queued records.
+    pub async fn enqueue(&mut self, records: Arc<Vec<Record>>) -> Result<Pending, HubError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records.iter() {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -388,17 +407,20 @@ impl KafkaProducer {
                 }
             }
         }
-        let mut first = None;
-        for f in pending {
-            match f.await {
-                Ok(Ok(d)) => {
-                    first.get_or_insert(d.offset);
+        let brokers = self.brokers.clone();
+        Ok(Box::pin(async move {
+            let mut first = None;
+            for f in pending {
+                match f.await {
+                    Ok(Ok(d)) => {
+                        first.get_or_insert(d.offset);
+                    }
+                    Ok(Err((e, _))) => return Err(err(&brokers, e)),
+                    Err(_) => return Err(err(&brokers, "the producer was dropped")),
                 }
-                Ok(Err((e, _))) => return Err(err(&self.brokers, e)),
-                Err(_) => return Err(err(&self.brokers, "the producer was dropped")),
             }
-        }
-        Ok(first.unwrap_or(-1))
+            Ok(first.unwrap_or(-1))
+        }))
     }
 }
 

@@ -259,10 +259,52 @@ pub enum Producer {
     Nats(nats::NatsProducer),
 }
 
+/// A batch queued by [`Producer::enqueue`]: resolves to the offset of its first record once
+/// the whole batch is durable.
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, HubError>> + Send>>;
+
 impl Producer {
     /// Appends `records` in order; returns the offset of the first once they are durable.
     pub async fn send(&mut self, records: Vec<Record>) -> Result<i64, HubError> {
         self.send_shared(std::sync::Arc::new(records)).await
+    }
+
+    /// How many batches may be queued before the oldest is acknowledged. More than one only
+    /// where the client keeps queued batches in order even across its own retries: Kafka's
+    /// idempotent producer does. The local hub writes synchronously, and NATS already keeps
+    /// a window of publishes in flight inside one batch.
+    pub fn max_in_flight(&self) -> usize {
+        match self {
+            Producer::Kafka(_) => 4,
+            Producer::Local(_) | Producer::Nats(_) => 1,
+        }
+    }
+
+    /// After a queued batch failed: starts the client afresh where one can be wedged by a
+    /// broker that lost its state (Kafka's idempotent producer); the batches still queued
+    /// in the old one fail and are written again.
+    pub fn recover(&mut self) -> Result<(), HubError> {
+        match self {
+            Producer::Kafka(p) => p.restart(),
+            Producer::Local(_) | Producer::Nats(_) => Ok(()),
+        }
+    }
+
+    /// Queues `records` behind every batch queued before; the returned future resolves once
+    /// they are durable. Where [`Producer::max_in_flight`] is 1 the batch is written before
+    /// this returns.
+    pub async fn enqueue(
+        &mut self,
+        records: std::sync::Arc<Vec<Record>>,
+    ) -> Result<Pending, HubError> {
+        match self {
+            Producer::Kafka(p) => p.enqueue(records).await,
+            other => {
+                let done = other.send_shared(records).await;
+                Ok(Box::pin(std::future::ready(done)))
+            }
+        }
     }
 
     /// [`Producer::send`] for a batch the caller keeps, to retry it without copying.
