@@ -5,6 +5,7 @@
 
 pub mod flags;
 mod fluvio;
+mod peek;
 pub mod secrets;
 pub mod values;
 
@@ -18,6 +19,7 @@ pub use fluvio::{
     Compression, ConsumerConfig, Lookback, OffsetConfig, OffsetStart, OffsetStrategy,
     ProducerConfig, TopicConfig, Transform,
 };
+pub use peek::{meta_of, read_meta};
 pub use secrets::SecretStore;
 pub use values::{ByteSize, HumanDuration};
 
@@ -265,7 +267,10 @@ pub fn load_str<C: ConnectorKind>(
     resolve::<C>(parse_yaml(text)?, store, overrides)
 }
 
-fn parse_yaml(text: &str) -> Result<Value, FieldError> {
+/// Parses connect.yml text into a YAML value with YAML tags dropped; a syntax error says
+/// where. The first step of [`load_str`], public for tools that read connect.yml without
+/// running a connector (the `runnel connector create` conversion).
+pub fn parse_yaml(text: &str) -> Result<Value, FieldError> {
     // Editors on Windows write a byte-order mark; YAML does not want it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut value = serde_yaml::from_str::<Value>(text).map_err(|e| {
@@ -767,7 +772,7 @@ fn normalize_flat(doc: Mapping) -> Result<Normalized, FieldError> {
 
 /// Deserializes `value`, turning serde's messages into `path: message` with the full path
 /// and words a user knows (no Rust type names).
-pub(crate) fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, FieldError> {
+pub fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };

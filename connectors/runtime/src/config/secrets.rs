@@ -85,6 +85,13 @@ impl SecretStore {
         })
     }
 
+    /// This store without the environment: only what the file (or pairs) gave. For tools
+    /// that must not pick up values from the shell they run in.
+    pub fn without_env(mut self) -> Self {
+        self.use_env = false;
+        self
+    }
+
     /// This store with `pairs` added; they win over what it had.
     pub fn with_overlay(mut self, pairs: Vec<(String, String)>) -> Self {
         self.file.extend(pairs);
@@ -99,7 +106,8 @@ impl SecretStore {
     }
 }
 
-pub(crate) fn valid_name(s: &str) -> bool {
+/// A secret name: letters, digits and `_`, not starting with a digit.
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())

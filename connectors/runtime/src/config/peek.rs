@@ -1,0 +1,152 @@
+//! Reading a connect.yml's `meta` without knowing which connector it is for: what a launcher
+//! (`runnel local start`) needs to pick the binary. The connector checks the rest itself.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use super::{
+    ConfigError, ConnectorKind, Direction, FieldError, KNOWN_TYPES, Meta, Validate, fluvio,
+    normalize_flat, normalize_versioned, parse_yaml, validate_meta,
+};
+
+/// Stands in for a connector so the versioned format's meta can be read with the same code
+/// the connectors use; its section is never looked at.
+struct AnyConnector;
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+struct NoSection {}
+
+impl Validate for NoSection {}
+
+impl ConnectorKind for AnyConnector {
+    const TYPE: &'static str = "";
+    const ALIASES: &'static [&'static str] = &[];
+    const SECTION: &'static str = "";
+    const DIRECTION: Direction = Direction::Source;
+    type Config = NoSection;
+}
+
+/// The `meta` of the connect.yml at `file` (either format), its type made canonical
+/// (`test-connector` → `test-source`). Errors read like a connector's: `FILE: FIELD: message`.
+/// Secrets are not resolved and the connector's own section is not checked.
+pub fn read_meta(file: &Path) -> Result<Meta, ConfigError> {
+    let label = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: label.clone(),
+        error: FieldError::new("", format!("cannot read the file: {e}")),
+    })?;
+    meta_of(&text).map_err(|error| ConfigError { file: label, error })
+}
+
+/// [`read_meta`] on YAML text.
+pub fn meta_of(text: &str) -> Result<Meta, FieldError> {
+    let mut doc = match parse_yaml(text)? {
+        Value::Mapping(m) => m,
+        Value::Null => {
+            return Err(FieldError::new(
+                "",
+                "the file is empty: a connect.yml needs meta (name, type, topic) and the connector's section; see examples/",
+            ));
+        }
+        _ => {
+            return Err(FieldError::new(
+                "",
+                "expected a mapping of fields (apiVersion, meta, ...); see examples/",
+            ));
+        }
+    };
+    let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
+    let (mut meta, prefix, direction) = if versioned {
+        // The connector's section is whatever else is at the top level; drop it unread.
+        doc.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                Some("apiVersion") | Some("meta") | Some("transforms")
+            )
+        });
+        let n = normalize_versioned::<AnyConnector>(doc)?;
+        (n.meta, n.meta_prefix, n.direction)
+    } else {
+        let n = normalize_flat(doc)?;
+        (n.meta, n.meta_prefix, n.direction)
+    };
+    meta.kind = canonical_type(&meta.kind, direction)
+        .map_err(|m| FieldError::new(format!("{prefix}type"), m))?
+        .to_string();
+    validate_meta(&meta, prefix)?;
+    Ok(meta)
+}
+
+fn canonical_type(
+    kind: &str,
+    direction: Option<fluvio::FlatDirection>,
+) -> Result<&'static str, String> {
+    let owners: Vec<&'static str> = KNOWN_TYPES
+        .iter()
+        .filter(|(name, aliases)| *name == kind || aliases.contains(&kind))
+        .map(|(name, _)| *name)
+        .collect();
+    if let Some(exact) = owners.iter().find(|n| **n == kind) {
+        return Ok(exact);
+    }
+    let wanted = match direction {
+        Some(fluvio::FlatDirection::Source) => Some("-source"),
+        Some(fluvio::FlatDirection::Sink) => Some("-sink"),
+        None => None,
+    };
+    let matching: Vec<&'static str> = owners
+        .iter()
+        .copied()
+        .filter(|n| wanted.is_none_or(|w| n.ends_with(w)))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] if owners.is_empty() => Err(format!(
+            "unknown connector type {kind:?}, expected one of {}",
+            KNOWN_TYPES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => Err(format!(
+            "{kind:?} names more than one connector ({}): write the full type",
+            owners.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_meta_of_either_format_without_the_section() {
+        let m = meta_of(
+            "apiVersion: 0.2.0\nmeta: {name: a, type: test-connector, topic: t, version: 0.1.0}\ntest: {interval: nonsense}\n",
+        )
+        .unwrap();
+        assert_eq!((m.name.as_str(), m.kind.as_str()), ("a", "test-source"));
+        assert_eq!(m.version.as_deref(), Some("0.1.0"));
+        let m =
+            meta_of("name: b\ntype: http\ntopic: t\ndirection: sink\nparameters: {}\n").unwrap();
+        assert_eq!(m.kind, "http-sink");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = meta_of("meta: {name: a, type: test-source}\n").unwrap_err();
+        assert_eq!(e.to_string(), "meta.topic: missing field");
+        let e = meta_of("meta: {name: a, type: ftp-source, topic: t}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("meta.type: unknown connector type \"ftp-source\""),
+            "{e}"
+        );
+        let e = meta_of("meta: {name: a, type: http, topic: t}\n").unwrap_err();
+        assert!(e.to_string().contains("more than one connector"), "{e}");
+    }
+}
