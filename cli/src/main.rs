@@ -1,6 +1,8 @@
 //! `runnel`: work with topics on a hub, try SmartModules (and, later, connectors on
 //! Kubernetes).
 
+mod connector;
+mod local;
 mod smartmodule;
 mod topic;
 
@@ -30,6 +32,11 @@ enum Commands {
     /// Try SmartModules on sample records.
     #[command(subcommand)]
     Smartmodule(smartmodule::SmartModuleCmd),
+    /// Create, list, describe, delete and read the logs of connectors on Kubernetes.
+    Connector(connector::ConnectorArgs),
+    /// Run connectors on this machine in the background, as processes or containers.
+    #[command(subcommand)]
+    Local(local::LocalCmd),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Commands::Local(cmd) = cli.command {
+        return local::run(cmd, cli.hub.as_deref()).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        });
+    }
+    if let Commands::Connector(args) = cli.command {
+        return connector::main(args);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -58,7 +74,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Commands::Topic(cmd) => topic::run(cli.hub.as_deref(), cmd).await,
-            Commands::Smartmodule(_) => Ok(()),
+            Commands::Smartmodule(_) | Commands::Local(_) | Commands::Connector(_) => Ok(()),
         }
     });
     match result {
