@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
     about = "Runnel: connectors, topics and SmartModules."
 )]
 struct Cli {
-    /// The hub: local:[PATH] (the default, embedded).
+    /// The hub: local:[PATH] (the default, embedded), kafka://HOST:PORT or nats://HOST:PORT.
     #[arg(long, global = true, env = "RUNNEL_HUB", value_name = "URL")]
     hub: Option<String>,
     #[command(subcommand)]

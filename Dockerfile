@@ -1,0 +1,78 @@
+# Runnel's images: one per connector (targets test-source, http-source, http-sink,
+# mqtt-source, mqtt-sink) and one for the operator (target operator). Each is a static musl
+# binary on scratch with the CA bundle for TLS, run as a non-root user, with no shell.
+#
+# From source, with the repository as the context:
+#   docker build --target http-source -t ghcr.io/runnel-dev/runnel-http-source:0.1.0 .
+# From prebuilt static binaries, where base images cannot be pulled (scripts/build-images
+# stages bin/NAME and ca-certificates.crt in a context directory):
+#   docker build -f Dockerfile --build-arg BINARIES=prebuilt --target http-source CONTEXT
+#
+# Run a connector with flags (the leading -- is allowed) or a mounted connect.yml:
+#   docker run --rm IMAGE -- --endpoint=https://example.com/events --topic=events --create-topic
+
+# The connectors and the operator build apart (as in scripts/build-images), so the operator's
+# Kubernetes client does not widen the connectors' dependency features.
+#
+# Where the binaries come from: builder (compiled here) or prebuilt (taken from the context).
+ARG BINARIES=builder
+
+FROM rust:1.89-bookworm AS builder
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+ENV CC_x86_64_unknown_linux_musl=musl-gcc
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --locked --release --target x86_64-unknown-linux-musl \
+      -p test-source -p http-source -p http-sink -p mqtt-source -p mqtt-sink \
+ && cargo build --locked --release --target x86_64-unknown-linux-musl \
+      -p runnel-operator --bin runnel-operator \
+ && mkdir -p /out/bin /out/data \
+ && cd target/x86_64-unknown-linux-musl/release \
+ && cp test-source http-source http-sink mqtt-source mqtt-sink runnel-operator /out/bin/ \
+ && cp /etc/ssl/certs/ca-certificates.crt /out/
+
+FROM scratch AS prebuilt
+COPY bin/ /out/bin/
+COPY data/ /out/data/
+COPY ca-certificates.crt /out/ca-certificates.crt
+
+FROM ${BINARIES} AS binaries
+
+FROM scratch AS base
+COPY --from=binaries /out/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+# The default local hub lives in /data (mount a volume there to keep it).
+COPY --from=binaries --chown=65532:65532 /out/data/ /data/
+ENV RUNNEL_HOME=/data \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 65532:65532
+# /healthz, /readyz and /metrics.
+EXPOSE 9100
+
+FROM base AS test-source
+COPY --from=binaries /out/bin/test-source /usr/local/bin/test-source
+ENTRYPOINT ["/usr/local/bin/test-source"]
+
+FROM base AS http-source
+COPY --from=binaries /out/bin/http-source /usr/local/bin/http-source
+ENTRYPOINT ["/usr/local/bin/http-source"]
+
+FROM base AS http-sink
+COPY --from=binaries /out/bin/http-sink /usr/local/bin/http-sink
+ENTRYPOINT ["/usr/local/bin/http-sink"]
+
+FROM base AS mqtt-source
+COPY --from=binaries /out/bin/mqtt-source /usr/local/bin/mqtt-source
+ENTRYPOINT ["/usr/local/bin/mqtt-source"]
+
+FROM base AS mqtt-sink
+COPY --from=binaries /out/bin/mqtt-sink /usr/local/bin/mqtt-sink
+ENTRYPOINT ["/usr/local/bin/mqtt-sink"]
+
+FROM base AS operator
+COPY --from=binaries /out/bin/runnel-operator /usr/local/bin/runnel-operator
+ENTRYPOINT ["/usr/local/bin/runnel-operator"]
