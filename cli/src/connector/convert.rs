@@ -16,7 +16,7 @@ use runnel_operator::{
 };
 use runnel_runtime::config::{
     ConsumerConfig, FieldError, KNOWN_TYPES, ProducerConfig, TopicConfig, Transform, from_value,
-    parse_yaml, secrets::valid_name,
+    parse_document, plain_text, scalar_text, secrets::valid_name,
 };
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -111,21 +111,7 @@ struct Parts {
 
 /// Converts connect.yml text into a Connector in `namespace`.
 pub fn convert(text: &str, namespace: &str) -> Result<Converted, FieldError> {
-    let doc = match parse_yaml(text)? {
-        Value::Mapping(m) => m,
-        Value::Null => {
-            return Err(FieldError::new(
-                "",
-                "the file is empty: a connect.yml needs meta (name, type, topic) and the connector's section; see examples/",
-            ));
-        }
-        _ => {
-            return Err(FieldError::new(
-                "",
-                "expected a mapping of fields (apiVersion, meta, ...); see examples/",
-            ));
-        }
-    };
+    let doc = parse_document(text)?;
     let mut warnings = Vec::new();
     let mut inline_values = BTreeMap::new();
     let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
@@ -300,7 +286,7 @@ fn versioned_parts(mut doc: Mapping, warnings: &mut Vec<String>) -> Result<Parts
     let transforms = doc.remove("transforms");
     let mut section = None;
     for (k, v) in doc {
-        let k = key_text(&k);
+        let k = plain_text(&k);
         if k == section_name {
             section = Some(v);
         } else {
@@ -532,7 +518,7 @@ fn templates(
                 if !path.is_empty() {
                     path.push('.');
                 }
-                path.push_str(&key_text(k));
+                path.push_str(&plain_text(k));
                 templates(item, path, out)?;
                 path.truncate(len);
             }
@@ -551,27 +537,4 @@ fn to_json(v: &Value, path: &str) -> Result<serde_json::Value, FieldError> {
             format!("cannot be stored in the Connector resource: {e}"),
         )
     })
-}
-
-fn key_text(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.clone(),
-        other => scalar_text(other),
-    }
-}
-
-fn plain_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => scalar_text(other),
-    }
-}
-
-fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    }
 }

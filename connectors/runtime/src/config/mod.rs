@@ -19,7 +19,7 @@ pub use fluvio::{
     Compression, ConsumerConfig, Lookback, OffsetConfig, OffsetStart, OffsetStrategy,
     ProducerConfig, TopicConfig, Transform,
 };
-pub use peek::{meta_of, read_meta};
+pub use peek::{meta_of, parse_document, read_meta};
 pub use secrets::SecretStore;
 pub use values::{ByteSize, HumanDuration};
 
@@ -862,14 +862,16 @@ fn join_path(parent: &str, child: &str) -> String {
     }
 }
 
-fn plain_text(v: &Value) -> String {
+/// A YAML scalar as a user wrote it: strings as they are, anything else in YAML syntax.
+pub fn plain_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => scalar_text(other),
     }
 }
 
-fn scalar_text(v: &Value) -> String {
+/// A YAML value quoted for an error message: strings in quotes, anything else in YAML.
+pub fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         other => serde_yaml::to_string(other)

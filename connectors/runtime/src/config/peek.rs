@@ -41,9 +41,10 @@ pub fn read_meta(file: &Path) -> Result<Meta, ConfigError> {
     meta_of(&text).map_err(|error| ConfigError { file: label, error })
 }
 
-/// [`read_meta`] on YAML text.
-pub fn meta_of(text: &str) -> Result<Meta, FieldError> {
-    let mut doc = match parse_yaml(text)? {
+/// connect.yml text as its top-level mapping (either format); an empty file or a
+/// non-mapping is an error that says what a connect.yml holds.
+pub fn parse_document(text: &str) -> Result<serde_yaml::Mapping, FieldError> {
+    Ok(match parse_yaml(text)? {
         Value::Mapping(m) => m,
         Value::Null => {
             return Err(FieldError::new(
@@ -57,7 +58,12 @@ pub fn meta_of(text: &str) -> Result<Meta, FieldError> {
                 "expected a mapping of fields (apiVersion, meta, ...); see examples/",
             ));
         }
-    };
+    })
+}
+
+/// [`read_meta`] on YAML text.
+pub fn meta_of(text: &str) -> Result<Meta, FieldError> {
+    let mut doc = parse_document(text)?;
     let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
     let (mut meta, prefix, direction) = if versioned {
         // The connector's section is whatever else is at the top level; drop it unread.

@@ -190,12 +190,7 @@ fn render_str(
 }
 
 pub(crate) fn key_name(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    }
+    super::plain_text(k)
 }
 
 fn join(path: &[String]) -> String {
