@@ -96,16 +96,9 @@ fn base_config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("client.id", "runnel")
-        // librdkafka's own log lines go through its default logger to stderr; keep them
-        // to real problems.
+        // librdkafka's own log lines (rdkafka hands them to the `log` crate, which nothing
+        // here prints yet): keep them to real problems.
         .set("log_level", "3");
-    // librdkafka's own debug contexts (broker,protocol,msg,eos,...), for diagnosing a
-    // cluster: RUNNEL_KAFKA_DEBUG=all.
-    if let Ok(contexts) = std::env::var("RUNNEL_KAFKA_DEBUG")
-        && !contexts.is_empty()
-    {
-        c.set("debug", contexts).set("log_level", "7");
-    }
     c
 }
 
