@@ -27,12 +27,12 @@ COPY . .
 ENV CC_x86_64_unknown_linux_musl=musl-gcc
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --release --target x86_64-unknown-linux-musl \
+    cargo build --locked --profile image --target x86_64-unknown-linux-musl \
       -p test-source -p http-source -p http-sink -p mqtt-source -p mqtt-sink \
- && cargo build --locked --release --target x86_64-unknown-linux-musl \
+ && cargo build --locked --profile image --target x86_64-unknown-linux-musl \
       -p runnel-operator --bin runnel-operator \
  && mkdir -p /out/bin /out/data \
- && cd target/x86_64-unknown-linux-musl/release \
+ && cd target/x86_64-unknown-linux-musl/image \
  && cp test-source http-source http-sink mqtt-source mqtt-sink runnel-operator /out/bin/ \
  && cp /etc/ssl/certs/ca-certificates.crt /out/
 
