@@ -39,6 +39,14 @@ enum Commands {
     Local(local::LocalCmd),
 }
 
+/// The runtime the async commands run on: two workers, as the machines connectors run on.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Commands::Smartmodule(cmd) = cli.command {
@@ -60,11 +68,7 @@ fn main() -> ExitCode {
     if let Commands::Connector(args) = cli.command {
         return connector::main(args);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

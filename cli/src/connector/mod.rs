@@ -141,11 +141,7 @@ async fn load_config(opts: &ClusterOpts) -> Result<Config> {
 /// Runs a `runnel connector` command: exit 0 on success, 2 for a broken connect.yml or
 /// secrets file, 1 for anything else.
 pub fn main(args: ConnectorArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
