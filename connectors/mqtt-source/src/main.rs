@@ -5,7 +5,13 @@
 //!
 //! The event loop never waits for the hub: it hands each QoS 1 message's hub acknowledgement
 //! to an ack task, which awaits them in arrival order (MQTT wants PUBACKs in order) and only
-//! then sends the PUBACK. With a clean session, acknowledgements of messages from an earlier
+//! then sends the PUBACK. The hand-over never blocks: rumqttc sends a PUBACK only while its
+//! event loop is polled, so an event loop waiting for room in the ack queue, while the ack
+//! task waits for the event loop to take its PUBACKs, would stop both for good. The queue
+//! holds one entry per message the broker has sent and we have not acknowledged, which the
+//! broker's in-flight window bounds; mosquitto 2.0.11 does not keep that window once acks
+//! come late (seen here: 74,797 unacknowledged with `max_inflight_messages 1000`), so the
+//! queue may grow to the broker's backlog, and the ack task says so once it passes 65,535. With a clean session, acknowledgements of messages from an earlier
 //! connection are dropped: that session, and the broker's memory of those messages, is gone.
 //! With a persistent session they are sent on the new connection: packet ids belong to the
 //! session, and a broker restored from its store (mosquitto) does not always send the
@@ -144,9 +150,9 @@ impl Validate for MqttSourceConfig {
     }
 }
 
-/// Incoming QoS 1 PUBACKs the broker may have outstanding before we acknowledge; a bound on
-/// the ack queue (MQTT packet ids are 16 bits, so the broker can never have more).
-const MAX_UNACKED: usize = 65_535;
+/// Unacknowledged messages a broker may have outstanding: MQTT packet ids are 16 bits. A
+/// longer ack queue means the broker reuses ids of messages not yet acknowledged.
+const PACKET_IDS: usize = 65_535;
 
 /// Requests (PUBACKs, the subscription) waiting for the event loop.
 const REQUEST_CAPACITY: usize = 4096;
@@ -174,11 +180,25 @@ async fn ack_task(
     client: AsyncClient,
     generation: Arc<Generation>,
     persistent: bool,
-    mut queue: mpsc::Receiver<PendingAck>,
+    mut queue: mpsc::UnboundedReceiver<PendingAck>,
 ) {
+    let mut warned = false;
     while let Some(p) = queue.recv().await {
+        if !warned && queue.len() >= PACKET_IDS {
+            warned = true;
+            tracing::warn!(
+                unacknowledged = queue.len() + 1,
+                "The broker has sent more unacknowledged QoS 1 messages than MQTT packet ids allow: it is not keeping its in-flight limit (seen with mosquitto 2.0.11 when acks come late). Nothing is lost; acks go out as records are stored."
+            );
+        }
         if p.stored.await.is_err() {
             // The pipeline stopped before storing it; nothing after it may be acked either.
+            // The broker sends the rest again on the next connection.
+            tracing::debug!(
+                pkid = p.pkid,
+                unacknowledged = queue.len() + 1,
+                "The pipeline stopped before storing a record; no more PUBACKs are sent."
+            );
             return;
         }
         let mut ack = Publish::new("", QoS::AtLeastOnce, Vec::new());
@@ -228,7 +248,7 @@ struct Source {
     client: AsyncClient,
     events: EventLoop,
     generation: Arc<Generation>,
-    acks: Option<mpsc::Sender<PendingAck>>,
+    acks: Option<mpsc::UnboundedSender<PendingAck>>,
 }
 
 impl Source {
@@ -270,8 +290,8 @@ impl Source {
                             pkid: p.pkid,
                             stored,
                         };
+                        // Never waits: see the module doc.
                         acks.send(pending)
-                            .await
                             .map_err(|_| "the acknowledgement task stopped")?;
                     }
                     _ => ctx.send(r).await?,
@@ -327,7 +347,7 @@ async fn run(
     let (client, events) = AsyncClient::new(options, REQUEST_CAPACITY);
     let generation = Arc::new(Generation::default());
     let (acks, ack_task) = if qos == QoS::AtLeastOnce {
-        let (tx, rx) = mpsc::channel(MAX_UNACKED);
+        let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(ack_task(
             client.clone(),
             generation.clone(),
