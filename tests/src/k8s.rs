@@ -91,3 +91,17 @@ impl Emulator {
         )
     }
 }
+
+/// Polls `check` every 100 ms for up to 30 s; panics with `what` and the log of `watched`
+/// (the operator, say).
+pub fn until(watched: &Proc, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            watched.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

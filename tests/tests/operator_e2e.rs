@@ -6,26 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
+use std::{process::Command, time::Duration};
+
+use runnel_tests::{
+    Proc, bin,
+    k8s::{Emulator, until},
+    workspace_root,
 };
-
-use runnel_tests::{Proc, bin, k8s::Emulator, workspace_root};
 use serde_json::Value;
-
-/// Polls `check` every 100 ms for up to 30 s; panics with `what` and the operator's log.
-fn until(op: &Proc, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; operator log:\n{}",
-            op.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn json(k: &Emulator, args: &[&str]) -> Option<Value> {
     let mut all = args.to_vec();
