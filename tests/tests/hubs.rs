@@ -381,4 +381,7 @@ async fn kafka_restart_the_connector_reconnects() {
         "the connector exited:\n{}",
         p.output()
     );
+    // librdkafka's own account of the outage reaches the log (through the `log` bridge).
+    let out = p.output();
+    assert!(out.contains("librdkafka: "), "no librdkafka line:\n{out}");
 }

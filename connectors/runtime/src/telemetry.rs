@@ -27,7 +27,9 @@ pub enum LogFormat {
 }
 
 /// Starts logging to stderr. The level comes from `RUST_LOG` (default `info`). Secret values
-/// of fewer than 3 characters are not masked: masking them would garble every line.
+/// of fewer than 3 characters are not masked: masking them would garble every line. Lines
+/// logged through the `log` crate (librdkafka's own, by way of rdkafka; rumqttc; rustls) go
+/// through the same filter and masking.
 pub fn init_logging(format: LogFormat, secrets: &[String]) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = RedactingWriter::new(secrets);

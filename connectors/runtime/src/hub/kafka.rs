@@ -96,8 +96,8 @@ fn base_config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("client.id", "runnel")
-        // librdkafka's own log lines (rdkafka hands them to the `log` crate, which nothing
-        // here prints yet): keep them to real problems.
+        // librdkafka's own log lines (rdkafka hands them to the `log` crate, whose records
+        // the connector's log takes in): keep them to real problems.
         .set("log_level", "3");
     c
 }
