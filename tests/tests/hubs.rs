@@ -385,3 +385,29 @@ async fn kafka_restart_the_connector_reconnects() {
     let out = p.output();
     assert!(out.contains("librdkafka: "), "no librdkafka line:\n{out}");
 }
+
+/// No broker where the Kafka hub URL points: the connector exits non-zero, and its error
+/// carries librdkafka's own reason, not just rdkafka's "BrokerTransportFailure".
+#[tokio::test]
+async fn an_unreachable_kafka_hub_says_why() {
+    let port = runnel_tests::free_port();
+    let hub = TempHub::remote(&format!("kafka://127.0.0.1:{port}"));
+    let mut cmd = connector("test-source", &hub);
+    cmd.args(["--topic", "ticks", "--create-topic", "--interval", "100ms"]);
+    let mut p = Proc::spawn(cmd, hub.path("source.log"));
+    let status = p
+        .wait_timeout(Duration::from_secs(60))
+        .await
+        .expect("the connector kept running without a broker");
+    assert!(!status.success());
+    let out = p.output();
+    let error = out
+        .lines()
+        .find(|l| l.contains("Connector failed."))
+        .unwrap_or_else(|| panic!("no failure line:\n{out}"));
+    assert!(
+        error.contains("cannot reach the brokers")
+            && error.contains(&format!("127.0.0.1:{port} failed: Connection refused")),
+        "the error does not say why:\n{out}"
+    );
+}

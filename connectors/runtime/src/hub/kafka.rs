@@ -12,15 +12,16 @@
 //! librdkafka's calls that wait on the broker (metadata, watermarks, commits) block, so they
 //! run on tokio's blocking pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer},
+    client::ClientContext,
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
@@ -64,6 +65,55 @@ impl<T: Send + 'static> Drop for Detached<T> {
     }
 }
 
+/// The context of the admin and metadata clients: librdkafka's log lines and errors go to
+/// the connector's log as they would by default, and the last error either client reported
+/// is kept, so a failed start can say why (connection refused, unknown host, TLS) where
+/// rdkafka's error says only "BrokerTransportFailure".
+#[derive(Default, Clone)]
+struct MetaContext {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl MetaContext {
+    fn record(&self, reason: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(reason.to_string());
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ClientContext for MetaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                self.record(message);
+                tracing::error!("librdkafka: {fac} {message}");
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!("librdkafka: {fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!("librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!("librdkafka: {fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(reason);
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for MetaContext {}
+
 /// How long a metadata or watermark request may take.
 const META_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,8 +123,8 @@ const META_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaHub {
     brokers: String,
     producer_config: ProducerConfig,
-    admin: Arc<Detached<AdminClient<DefaultClientContext>>>,
-    meta: Arc<Detached<BaseConsumer>>,
+    admin: Arc<Detached<AdminClient<MetaContext>>>,
+    meta: Arc<Detached<BaseConsumer<MetaContext>>>,
 }
 
 impl std::fmt::Debug for KafkaHub {
@@ -106,11 +156,13 @@ impl KafkaHub {
     /// Connects to `brokers` (comma-separated `host:port`) and checks that the cluster
     /// answers, so a wrong address fails at start with a clear error.
     pub async fn connect(brokers: &str) -> Result<Self, HubError> {
-        let admin: AdminClient<DefaultClientContext> =
-            base_config(brokers).create().map_err(|e| err(brokers, e))?;
-        let meta: BaseConsumer = base_config(brokers)
+        let context = MetaContext::default();
+        let admin: AdminClient<MetaContext> = base_config(brokers)
+            .create_with_context(context.clone())
+            .map_err(|e| err(brokers, e))?;
+        let meta: BaseConsumer<MetaContext> = base_config(brokers)
             .set("group.id", "runnel-metadata")
-            .create()
+            .create_with_context(context.clone())
             .map_err(|e| err(brokers, e))?;
         let hub = KafkaHub {
             brokers: brokers.to_string(),
@@ -119,16 +171,32 @@ impl KafkaHub {
             meta: Arc::new(Detached::new(meta)),
         };
         let m = hub.meta.clone();
-        hub.blocking(move || m.fetch_metadata(None, META_TIMEOUT).map(|_| ()))
-            .await
-            .map_err(|e| match e {
-                HubError::Remote { hub, message } => HubError::Remote {
-                    hub,
-                    message: format!("cannot reach the brokers: {message}"),
-                },
-                e => e,
-            })?;
-        Ok(hub)
+        let reached = hub
+            .blocking(move || m.fetch_metadata(None, META_TIMEOUT).map(|_| ()))
+            .await;
+        match reached {
+            Ok(()) => Ok(hub),
+            Err(HubError::Remote { hub: url, message }) => {
+                // rdkafka queues librdkafka's log lines and errors until the client is
+                // polled (nothing else polls the metadata client); the cause is logged at
+                // about the moment the request fails, so give it a moment to arrive.
+                let mut cause = None;
+                for _ in 0..20 {
+                    while hub.meta.poll(Duration::ZERO).is_some() {}
+                    cause = context.last_error();
+                    if cause.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let message = match cause {
+                    Some(c) => format!("cannot reach the brokers: {message}; librdkafka: {c}"),
+                    None => format!("cannot reach the brokers: {message}"),
+                };
+                Err(HubError::Remote { hub: url, message })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Settings for the producers this hub creates from now on.
@@ -337,7 +405,7 @@ impl KafkaHub {
     }
 }
 
-fn topic_info(m: &BaseConsumer, name: &str) -> Result<Option<TopicInfo>, KafkaError> {
+fn topic_info(m: &BaseConsumer<MetaContext>, name: &str) -> Result<Option<TopicInfo>, KafkaError> {
     let md = m.fetch_metadata(Some(name), META_TIMEOUT)?;
     let Some(t) = md.topics().iter().find(|t| t.name() == name) else {
         return Ok(None);
