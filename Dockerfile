@@ -1,5 +1,6 @@
 # Runnel's images: one per connector (targets test-source, http-source, http-sink,
-# mqtt-source, mqtt-sink) and one for the operator (target operator). Each is a static musl
+# mqtt-source, mqtt-sink), one for the operator (target operator) and one for the runnel
+# command (target cli: topics on a hub, connectors on Kubernetes). Each is a static musl
 # binary on scratch with the CA bundle for TLS, run as a non-root user, with no shell.
 #
 # From source, with the repository as the context:
@@ -11,8 +12,8 @@
 # Run a connector with flags (the leading -- is allowed) or a mounted connect.yml:
 #   docker run --rm IMAGE -- --endpoint=https://example.com/events --topic=events --create-topic
 
-# The connectors and the operator build apart (as in scripts/build-images), so the operator's
-# Kubernetes client does not widen the connectors' dependency features.
+# The connectors, the operator and the CLI build apart (as in scripts/build-images), so the
+# Kubernetes client of the other two does not widen the connectors' dependency features.
 #
 # Where the binaries come from: builder (compiled here) or prebuilt (taken from the context).
 ARG BINARIES=builder
@@ -31,9 +32,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       -p test-source -p http-source -p http-sink -p mqtt-source -p mqtt-sink \
  && cargo build --locked --profile image --target x86_64-unknown-linux-musl \
       -p runnel-operator --bin runnel-operator \
+ && cargo build --locked --profile image --target x86_64-unknown-linux-musl \
+      -p runnel-cli --bin runnel \
  && mkdir -p /out/bin /out/data \
  && cd target/x86_64-unknown-linux-musl/image \
- && cp test-source http-source http-sink mqtt-source mqtt-sink runnel-operator /out/bin/ \
+ && cp test-source http-source http-sink mqtt-source mqtt-sink runnel-operator runnel /out/bin/ \
  && cp /etc/ssl/certs/ca-certificates.crt /out/
 
 FROM scratch AS prebuilt
@@ -76,3 +79,9 @@ ENTRYPOINT ["/usr/local/bin/mqtt-sink"]
 FROM base AS operator
 COPY --from=binaries /out/bin/runnel-operator /usr/local/bin/runnel-operator
 ENTRYPOINT ["/usr/local/bin/runnel-operator"]
+
+# The runnel command, e.g. reading a topic of a hub kept in a volume:
+#   docker run --rm -v hub:/data IMAGE topic consume events -B -d
+FROM base AS cli
+COPY --from=binaries /out/bin/runnel /usr/local/bin/runnel
+ENTRYPOINT ["/usr/local/bin/runnel"]

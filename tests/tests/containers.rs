@@ -48,6 +48,7 @@ fn images() {
                 "test-source",
                 "http-source",
                 "mqtt-source",
+                "cli",
             ])
             .env("RUNNEL_CONTAINER_ENGINE", podman())
             .current_dir(workspace_root())
@@ -255,4 +256,52 @@ fn an_image_runs_with_flags_alone() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
+}
+
+/// `podman run --rm ARGS`; returns stdout, and fails the test with stderr if it fails.
+fn podman_run(args: &[&str]) -> String {
+    let out = Command::new(podman())
+        .args(["run", "--rm"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "podman run {args:?}: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CLI image reads what a connector image wrote: both use the hub in /data, here a
+/// host directory mounted into each in turn.
+#[test]
+fn the_cli_image_reads_a_hub_a_connector_image_wrote() {
+    podman();
+    images();
+    let dir = tempfile::tempdir().unwrap();
+    // The images run as 65532, which must be able to write the mounted directory.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let volume = format!("{}:/data", dir.path().display());
+    let source = image("test-source");
+    podman_run(&[
+        "-v",
+        &volume,
+        &source,
+        "--topic=shared",
+        "--create-topic",
+        "--count=3",
+        "--interval=0",
+        "--template={\"n\":{{count}}}",
+        "--health-addr=off",
+    ]);
+    let cli = image("cli");
+    let out = podman_run(&[
+        "-v", &volume, &cli, "topic", "consume", "shared", "-B", "-d",
+    ]);
+    let values: Vec<&str> = out.lines().collect();
+    assert_eq!(values, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+    let version = podman_run(&[&cli, "--version"]);
+    assert!(version.starts_with("runnel "), "{version}");
 }
