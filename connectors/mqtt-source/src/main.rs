@@ -12,7 +12,8 @@
 //! broker's in-flight window bounds; mosquitto 2.0.11 does not keep that window once acks
 //! come late (seen here: 74,797 unacknowledged with `max_inflight_messages 1000`), so the
 //! queue may grow to the broker's backlog, and the ack task says so once it passes 65,535.
-//! With a clean session, acknowledgements of messages from an earlier connection are dropped: that session, and the broker's memory of those messages, is gone.
+//! With a clean session, acknowledgements of messages from an earlier connection are
+//! dropped: that session, and the broker's memory of those messages, is gone.
 //! With a persistent session they are sent on the new connection: packet ids belong to the
 //! session, and a broker restored from its store (mosquitto) does not always send the
 //! messages again, so dropping their acks would leave its in-flight window full.
