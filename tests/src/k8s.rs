@@ -59,6 +59,16 @@ impl Emulator {
         }
     }
 
+    /// The real runnel-operator pointed at this emulator, serving /healthz and /metrics on a
+    /// free port of 127.0.0.1 (it logs the address).
+    pub fn operator_command(&self) -> Command {
+        let mut cmd = Command::new(crate::bin("runnel-operator"));
+        cmd.env_remove("KUBECONFIG")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUNNEL_OPERATOR_ADDR", "127.0.0.1:0");
+        cmd
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> String {
         let out = Command::new(KUBECTL)
             .current_dir(workspace_root())

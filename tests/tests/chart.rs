@@ -255,18 +255,18 @@ fn the_operator_run_as_the_chart_configures_it_reconciles_only_the_watched_names
     let k = Emulator::start();
     k.kubectl(&["apply", "-f", "crds/connector.yaml"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(bin("runnel-operator"));
-    cmd.env_remove("KUBECONFIG")
-        .env("KUBECONFIG", &k.kubeconfig)
-        // The chart's port is a container's own; here the test picks a free one.
-        .env("RUNNEL_OPERATOR_ADDR", "127.0.0.1:0");
+    // The chart's env, but for the address: its port is a container's own, and the
+    // emulator's command picks a free one here.
+    let mut cmd = k.operator_command();
     for (name, value) in r.env() {
         let value = match value.strip_prefix("fieldRef:") {
             Some("metadata.name") => "runnel-7d9f-abcde".to_string(),
             Some(other) => panic!("unexpected fieldRef {other}"),
             None => value,
         };
-        cmd.env(name, value);
+        if name != "RUNNEL_OPERATOR_ADDR" {
+            cmd.env(name, value);
+        }
     }
     let op = Proc::spawn(cmd, dir.path().join("operator.log"));
     until(&op, "the operator to start", || {

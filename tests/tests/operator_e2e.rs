@@ -50,12 +50,9 @@ fn operator_reconciles_connectors_through_the_api() {
     k.kubectl(&["apply", "-f", "crds/connector.yaml"]);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(bin("runnel-operator"));
-    cmd.env_remove("KUBECONFIG")
-        .env("KUBECONFIG", &k.kubeconfig)
-        .env("RUNNEL_CONNECTOR_REGISTRY", "registry.test/runnel")
+    let mut cmd = k.operator_command();
+    cmd.env("RUNNEL_CONNECTOR_REGISTRY", "registry.test/runnel")
         .env("RUNNEL_HUB", "nats://nats.runnel:4222")
-        .env("RUNNEL_OPERATOR_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info,kube=warn");
     let mut op = Proc::spawn(cmd, dir.path().join("operator.log"));
     until(&op, "the operator to start", || {
