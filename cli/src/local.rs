@@ -71,7 +71,8 @@ pub struct StartArgs {
         value_name = "REGISTRY"
     )]
     registry: String,
-    /// The image to run (with --container), instead of REGISTRY/runnel-TYPE:VERSION.
+    /// The image to run (with --container), instead of the connect.yml's image: or
+    /// REGISTRY/runnel-TYPE:VERSION.
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
     /// More flags for the connector, after `--`.
@@ -356,7 +357,7 @@ fn start(index: &Index, args: StartArgs, hub: Option<&str>) -> Result<ExitCode> 
         eprintln!("error: --image needs --container");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let meta = match config::read_meta(&args.config) {
+    let meta = match config::read_meta(&args.config, &runnel_catalog::canonical) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -655,14 +656,19 @@ fn start_container(
     connector_args: impl Fn(&Path, Option<&Path>) -> Vec<String>,
 ) -> Result<ExitCode> {
     let engine = container_engine()?;
-    let image = args.image.clone().unwrap_or_else(|| {
-        format!(
-            "{}/runnel-{}:{}",
-            args.registry.trim_end_matches('/'),
-            meta.kind,
-            env!("CARGO_PKG_VERSION")
-        )
-    });
+    // --image, else the connect.yml's own image: (Fluvio's key), else Runnel's image.
+    let image = args
+        .image
+        .clone()
+        .or_else(|| meta.image.clone())
+        .unwrap_or_else(|| {
+            format!(
+                "{}/runnel-{}:{}",
+                args.registry.trim_end_matches('/'),
+                meta.kind,
+                env!("CARGO_PKG_VERSION")
+            )
+        });
     let container = format!("runnel-{}", entry.name);
 
     // The config's directory is mounted, so transforms given as relative .wasm paths work.

@@ -19,16 +19,10 @@ use k8s_openapi::apimachinery::pkg::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{ConnectorSpec, State};
+use runnel_catalog::Entry;
+use runnel_config::SecretStore;
 
-/// The connector types the operator knows: (type, Fluvio aliases, connect.yml section).
-const TYPES: &[(&str, &[&str], &str)] = &[
-    ("test-source", &["test-connector"], "test"),
-    ("http-source", &["http"], "http"),
-    ("http-sink", &[], "http"),
-    ("mqtt-source", &["mqtt"], "mqtt"),
-    ("mqtt-sink", &[], "mqtt"),
-];
+use crate::crd::{ConnectorSpec, State};
 
 /// Where the connect.yml is mounted in the connector's container.
 pub const CONFIG_DIR: &str = "/etc/runnel";
@@ -83,27 +77,31 @@ pub fn object_name(name: &str) -> String {
     format!("runnel-{name}")
 }
 
-/// The canonical type and the connect.yml section of a type name or Fluvio alias.
-pub fn connector_type(kind: &str) -> Option<(&'static str, &'static str)> {
-    TYPES
-        .iter()
-        .find(|(t, aliases, _)| *t == kind || aliases.contains(&kind))
-        .map(|(t, _, section)| (*t, *section))
+/// The catalogue entry of a type name or Fluvio alias (an alias shared by a source and a
+/// sink means the source, as in Fluvio).
+pub fn connector_type(kind: &str) -> Option<&'static Entry> {
+    runnel_catalog::resolve(kind, None).ok()
 }
 
-fn valid_secret_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-}
-
-fn valid_topic(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 249
-        && s != "."
-        && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+/// Where a connect.yml path is written in a Connector's spec: the section is `spec.config`,
+/// meta's fields are the spec's own.
+fn spec_path(path: &str, section: &str) -> String {
+    let rest = |p: &str| -> Option<String> {
+        path.strip_prefix(p)
+            .map(|r| r.trim_start_matches('.').to_string())
+    };
+    let (base, rest) = if let Some(r) = rest(section) {
+        ("spec.config", r)
+    } else if let Some(r) = rest("meta.topic") {
+        ("spec.topic", r)
+    } else if let Some(r) = rest("meta") {
+        ("spec", r)
+    } else if let Some(r) = rest("transforms") {
+        ("spec.transforms", r)
+    } else {
+        ("spec", path.to_string())
+    };
+    runnel_config::join_path(base, &rest)
 }
 
 /// Every `${{ secrets.NAME }}` in the string values of `v`.
@@ -129,27 +127,9 @@ fn secrets_used(v: &Value, out: &mut Vec<String>) {
 
 /// Checks what the operator can check without running the connector: the type, the topic,
 /// the hub URL, the shape of the settings and that every secret used is referenced.
-pub fn validate(spec: &ConnectorSpec) -> Result<(&'static str, &'static str), Invalid> {
-    let Some((kind, section)) = connector_type(&spec.kind) else {
-        let known: Vec<&str> = TYPES.iter().map(|t| t.0).collect();
-        return Err(invalid(
-            "spec.type",
-            format!(
-                "unknown connector type {:?}; known types: {}",
-                spec.kind,
-                known.join(", ")
-            ),
-        ));
-    };
-    if !valid_topic(&spec.topic) {
-        return Err(invalid(
-            "spec.topic",
-            format!(
-                "invalid topic name {:?}: use letters, digits, '.', '_' and '-', at most 249 characters",
-                spec.topic
-            ),
-        ));
-    }
+pub fn validate(spec: &ConnectorSpec) -> Result<&'static Entry, Invalid> {
+    let entry = runnel_catalog::resolve(&spec.kind, None).map_err(|m| invalid("spec.type", m))?;
+    runnel_config::validate_topic(&spec.topic).map_err(|e| invalid("spec.topic", e.to_string()))?;
     for (field, v) in [
         ("spec.config", &spec.config),
         ("spec.producer", &spec.producer),
@@ -190,7 +170,7 @@ pub fn validate(spec: &ConnectorSpec) -> Result<(&'static str, &'static str), In
     }
     let mut declared = Vec::new();
     for (i, s) in spec.secrets.iter().enumerate() {
-        if !valid_secret_name(&s.name) {
+        if !runnel_config::secrets::valid_name(&s.name) {
             return Err(invalid(
                 &format!("spec.secrets[{i}].name"),
                 format!(
@@ -233,7 +213,7 @@ pub fn validate(spec: &ConnectorSpec) -> Result<(&'static str, &'static str), In
             ),
         ));
     }
-    Ok((kind, section))
+    Ok(entry)
 }
 
 /// The connect.yml (versioned format, `apiVersion: 0.1.0`) of connector `name`.
@@ -242,7 +222,8 @@ pub fn connect_yml(
     spec: &ConnectorSpec,
     settings: &Settings,
 ) -> Result<String, Invalid> {
-    let (kind, section) = validate(spec)?;
+    let entry = validate(spec)?;
+    let (kind, section) = (entry.kind, entry.section);
     let mut meta = json!({
         "version": spec.version.as_deref().unwrap_or(&settings.default_version),
         "name": name,
@@ -270,6 +251,11 @@ pub fn connect_yml(
             .map_err(|e| invalid("spec.transforms", e.to_string()))?;
     }
     let body = serde_yaml::to_string(&doc).map_err(|e| invalid("spec", e.to_string()))?;
+    // The connector's own checks, as its --check runs them; secret values live in
+    // Kubernetes Secrets, so stand-ins take their place here.
+    entry
+        .check(&body, &SecretStore::stand_ins("secret"))
+        .map_err(|e| invalid(&spec_path(&e.path, section), e.message))?;
     Ok(format!(
         "# Written by runnel-operator from Connector {name}; edit the Connector, not this.\n{body}"
     ))
@@ -316,7 +302,7 @@ pub fn render(
     owner: Option<OwnerReference>,
     settings: &Settings,
 ) -> Result<Rendered, Invalid> {
-    let (kind, _) = validate(spec)?;
+    let kind = validate(spec)?.kind;
     let yml = connect_yml(name, spec, settings)?;
     let version = spec.version.as_deref().unwrap_or(&settings.default_version);
     let image = spec.image.clone().unwrap_or_else(|| {
@@ -693,6 +679,27 @@ mod tests {
                 }),
                 "spec.secrets[1].name",
                 "not a valid secret name",
+            ),
+            // The connector's own rules, from the catalogue.
+            (
+                Box::new(|s| s.config.as_mut().unwrap()["endpiont"] = json!("x")),
+                "spec.config.endpiont",
+                "unknown field, expected one of endpoint",
+            ),
+            (
+                Box::new(|s| s.config.as_mut().unwrap()["endpoint"] = json!("ftp://x")),
+                "spec.config.endpoint",
+                "unsupported scheme \"ftp\"",
+            ),
+            (
+                Box::new(|s| s.config.as_mut().unwrap()["interval"] = json!("10 parsecs")),
+                "spec.config.interval",
+                "invalid duration",
+            ),
+            (
+                Box::new(|s| s.producer = Some(json!({"batch-size": 0}))),
+                "spec.producer.batch-size",
+                "must be more than 0",
             ),
         ];
         for (change, field, text) in cases {

@@ -26,6 +26,19 @@ pub trait RecordView {
     fn timestamp(&self) -> i64;
 }
 
+/// Runnel's own record, as connectors hand it to their `transforms:` chain.
+impl RecordView for runnel_core::Record {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+}
+
 /// A record a module gave back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {

@@ -124,6 +124,16 @@ fn good_fixtures_and_examples_pass_check() {
             String::from_utf8_lossy(&out.stderr)
         );
         let shown = String::from_utf8_lossy(&out.stdout);
+        // `# shows: TEXT` lines: what the resolved config must say (Fluvio's meaning of a
+        // field, read the way Fluvio read it).
+        let text = std::fs::read_to_string(f).unwrap();
+        for want in text.lines().filter_map(|l| l.strip_prefix("# shows: ")) {
+            assert!(
+                shown.lines().any(|l| l.trim() == want),
+                "{}: --check does not show {want:?}:\n{shown}",
+                f.display()
+            );
+        }
         for secret in ["fixture-token-value", "abc123secret"] {
             assert!(
                 !shown.contains(secret),
@@ -224,6 +234,33 @@ fn flags_override_the_file_and_work_alone() {
     );
     assert!(shown.contains("endpoint: http://127.0.0.1:1/x"), "{shown}");
 
+    // Fluvio's `docker run ... -- --interval=10`: seconds, as its http connector counted.
+    let shown = passes(
+        "http-source",
+        &[
+            "--",
+            "--endpoint=http://127.0.0.1:1/x",
+            "--fluvio-topic=t",
+            "--interval=10",
+            "--check",
+        ],
+    );
+    assert!(shown.contains("interval: 10s"), "{shown}");
+
+    // A sink takes the shared delivery options as flags like its own.
+    let shown = passes(
+        "http-sink",
+        &[
+            "--endpoint=http://127.0.0.1:1/x",
+            "--topic=t",
+            "--concurrency=8",
+            "--on-error=skip",
+            "--check",
+        ],
+    );
+    assert!(shown.contains("concurrency: 8"), "{shown}");
+    assert!(shown.contains("on_error: skip"), "{shown}");
+
     // And a bad flag value names the field like a bad file would.
     let out = Command::new(bin("http-source"))
         .args([
@@ -237,7 +274,7 @@ fn flags_override_the_file_and_work_alone() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "error: command line: http.interval: invalid duration \"10 parsecs\" (write it as 500ms, 10s, 1m or a number of milliseconds)\n"
+        "error: command line: http.interval: invalid duration \"10 parsecs\" (write it as 500ms, 10s, 1m or a number of seconds)\n"
     );
     let out = Command::new(bin("http-source"))
         .args(["--endpoint=http://x"])

@@ -243,6 +243,32 @@ fn operator_reconciles_connectors_through_the_api() {
         })
     });
 
+    // A misspelt field of the connector's own section: the operator checks it with the
+    // connector's own rules (as --check would) and renders nothing.
+    let bad = dir.path().join("misspelt.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: runnel.dev/v1alpha1\nkind: Connector\nmetadata:\n  name: misspelt\nspec:\n  type: http-sink\n  topic: orders\n  config:\n    endpiont: https://example.test/hook\n    concurrency: 4\n",
+    )
+    .unwrap();
+    k.kubectl(&["apply", "--validate=false", "-f", bad.to_str().unwrap()]);
+    until(
+        &op,
+        "the misspelt Connector to be Failed with the path",
+        || {
+            json(&k, &["get", "connector", "misspelt"]).is_some_and(|c| {
+            c["status"]["phase"] == "Failed"
+                && c["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("invalid spec: spec.config.endpiont: unknown field, expected one of endpoint")
+        })
+        },
+    );
+    assert!(json(&k, &["get", "deployment", "runnel-misspelt"]).is_none());
+    assert!(json(&k, &["get", "configmap", "runnel-misspelt"]).is_none());
+    k.kubectl(&["delete", "connector", "misspelt"]);
+
     // Deleting the Connector deletes what it owns.
     k.kubectl(&["delete", "connector", "cat-facts"]);
     until(&op, "the Deployment and ConfigMap to go", || {

@@ -2,9 +2,9 @@
 //!
 //! A pure step: text in, the resource and the secret names it needs out. The meta section,
 //! producer and consumer settings, topic configs and transforms are checked with the
-//! runtime's own types, so a file this accepts is one the connector accepts too (except for
-//! the connector's own section, which only the connector binary knows; it is checked when
-//! the connector starts). Errors name the field path as the connectors do.
+//! runtime's own types, and the whole file with the connector's own checks from the
+//! catalogue, so a file this accepts is one the connector accepts too. Errors name the field
+//! path as the connectors do.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +15,9 @@ use runnel_operator::{
     crd::{SecretRef, State, Transform as CrdTransform},
 };
 use runnel_runtime::config::{
-    ConsumerConfig, FieldError, KNOWN_TYPES, ProducerConfig, TopicConfig, Transform, from_value,
-    parse_document, plain_text, scalar_text, secrets::valid_name,
+    ConsumerConfig, Direction, FieldError, ProducerConfig, SecretStore, TopicConfig, Transform,
+    from_value, parse_document, plain_text, scalar_text, secrets::valid_name,
+    take_topic_parameters,
 };
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -47,6 +48,7 @@ pub fn secret_name(connector: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct MetaSection {
     version: Option<Value>,
+    image: Option<String>,
     name: String,
     #[serde(rename = "type")]
     kind: String,
@@ -70,6 +72,7 @@ struct SecretDecl {
 #[serde(deny_unknown_fields)]
 struct FlatConfig {
     version: Option<Value>,
+    image: Option<String>,
     name: String,
     #[serde(rename = "type")]
     kind: String,
@@ -98,6 +101,7 @@ struct Parts {
     name: String,
     kind: String,
     version: Option<String>,
+    image: Option<String>,
     topic: String,
     create_topic: bool,
     producer: Option<Value>,
@@ -204,13 +208,23 @@ pub fn convert(text: &str, namespace: &str) -> Result<Converted, FieldError> {
                     },
                 })
                 .collect(),
-            image: None,
+            image: parts.image,
             resources: None,
             hub: None,
             state: State::Running,
         },
         status: None,
     };
+    // The connector's own checks too (its section, the shared delivery options), as its
+    // --check runs them; secret values are not needed for that, so stand-ins take their
+    // place where the file does not give them.
+    if let Some(entry) = runnel_catalog::find(&connector.spec.kind) {
+        let pairs = inline_values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        entry.check(text, &SecretStore::stand_ins("secret").with_overlay(pairs))?;
+    }
     Ok(Converted {
         connector,
         secrets,
@@ -301,6 +315,7 @@ fn versioned_parts(mut doc: Mapping, warnings: &mut Vec<String>) -> Result<Parts
         name: meta.name,
         kind,
         version: meta.version.as_ref().map(plain_text),
+        image: meta.image,
         topic,
         create_topic: meta.create_topic.unwrap_or(false),
         producer: meta.producer,
@@ -323,6 +338,10 @@ fn flat_parts(
 ) -> Result<Parts, FieldError> {
     let raw: FlatConfig = from_value(Value::Mapping(doc), "")?;
     let kind = canonical_type(&raw.kind, raw.direction, "type")?;
+    let mut parameters = raw.parameters;
+    if let (Some(p), Some(entry)) = (parameters.as_mut(), runnel_catalog::find(&kind)) {
+        take_topic_parameters(p, &raw.topic, entry.fluvio_topic_parameters)?;
+    }
     let mut secrets = Vec::new();
     for (name, value) in raw.secrets.unwrap_or_default() {
         secrets.push((name.clone(), format!("secrets.{name}")));
@@ -333,71 +352,43 @@ fn flat_parts(
         name: raw.name,
         kind,
         version: raw.version.as_ref().map(plain_text),
+        image: raw.image,
         topic: raw.topic,
         create_topic: raw.create_topic.unwrap_or(false),
         producer: raw.producer,
         consumer: raw.consumer,
         secrets,
-        section: raw.parameters,
+        section: parameters,
         section_path: "parameters".to_string(),
         transforms: raw.transforms,
     })
 }
 
-/// The canonical type for a `type:` value, accepting the names Fluvio used. `http` and
-/// `mqtt` alone mean the source (as in Fluvio) unless a flat file says `direction: sink`.
+/// The canonical type for a `type:` value, accepting the names Fluvio used: the catalogue
+/// decides (`http` and `mqtt` alone mean the source, as in Fluvio, unless a flat file says
+/// `direction: sink`).
 fn canonical_type(
     t: &str,
     direction: Option<FlatDirection>,
     path: &str,
 ) -> Result<String, FieldError> {
-    let candidates: Vec<&str> = KNOWN_TYPES
-        .iter()
-        .filter(|(name, aliases)| *name == t || aliases.contains(&t))
-        .map(|(name, _)| *name)
-        .collect();
-    let Some(first) = candidates.first() else {
-        let names: Vec<&str> = KNOWN_TYPES.iter().map(|(n, _)| *n).collect();
-        let mut aliases: Vec<&str> = KNOWN_TYPES
-            .iter()
-            .flat_map(|(_, a)| a.iter().copied())
-            .collect();
-        aliases.dedup();
-        return Err(FieldError::new(
-            path,
-            format!(
-                "unknown connector type {t:?}: expected {} (or Fluvio's {})",
-                names.join(", "),
-                aliases.join(", ")
-            ),
-        ));
-    };
-    let Some(direction) = direction else {
-        return Ok(first.to_string());
-    };
-    let suffix = match direction {
-        FlatDirection::Source => "-source",
-        FlatDirection::Sink => "-sink",
-    };
-    match candidates.iter().find(|c| c.ends_with(suffix)) {
-        Some(c) => Ok(c.to_string()),
-        None => {
-            let (is, says) = if suffix == "-source" {
-                ("sink", "source")
-            } else {
-                ("source", "sink")
-            };
-            Err(FieldError::new(
-                "direction",
-                format!("{first} is a {is} connector, this file says {says}"),
-            ))
+    let d = direction.map(|d| match d {
+        FlatDirection::Source => Direction::Source,
+        FlatDirection::Sink => Direction::Sink,
+    });
+    match runnel_catalog::resolve(t, d) {
+        Ok(e) => Ok(e.kind.to_string()),
+        // A known type with the wrong direction is the direction's fault.
+        Err(m) if runnel_catalog::CATALOG.iter().any(|e| e.answers_to(t)) => {
+            Err(FieldError::new("direction", m))
         }
+        Err(m) => Err(FieldError::new(path, m)),
     }
 }
 
-/// The section of a connector type in the versioned format: `http` for http-source.
-fn section_of(kind: &str) -> &str {
-    kind.split('-').next().unwrap_or(kind)
+/// The section of a connector type in the versioned format (`http` for http-source).
+fn section_of(kind: &str) -> &'static str {
+    runnel_catalog::find(kind).map_or("", |e| e.section)
 }
 
 /// Kubernetes names the Deployment and labels pods after the connector: an RFC 1123 label.

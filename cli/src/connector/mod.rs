@@ -14,6 +14,8 @@ pub mod ops;
 
 use std::{path::PathBuf, process::ExitCode};
 
+use std::io::Write as _;
+
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kube::{
@@ -82,6 +84,18 @@ pub enum ConnectorCmd {
     },
     /// Show a Connector's spec, status, conditions, Deployment and recent events.
     Describe { name: String },
+    /// List the connector types this Runnel has: type, direction, grade, Fluvio's names
+    /// for it, and what it does (the connector catalogue).
+    Types {
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Print the JSON Schema of a connector type's section of connect.yml.
+    Schema {
+        /// A connector type or one of Fluvio's names for it.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+    },
     /// Print the logs of a Connector's pods.
     Logs {
         name: String,
@@ -208,11 +222,56 @@ async fn run(args: ConnectorArgs) -> Result<()> {
             let kube = connect(&cluster).await?;
             ops::describe(&kube, &name, &mut stdout).await
         }
+        ConnectorCmd::Types { output } => types(output, &mut stdout),
+        ConnectorCmd::Schema { kind } => {
+            let entry = runnel_catalog::resolve(&kind, None).map_err(ops::InputError)?;
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&entry.schema())?)?;
+            Ok(())
+        }
         ConnectorCmd::Logs { name, follow } => {
             let kube = connect(&cluster).await?;
             ops::logs(&kube, &name, follow, &mut stdout).await
         }
     }
+}
+
+/// `runnel connector types`: the catalogue as a table, JSON or YAML.
+pub fn types(output: OutputFormat, out: &mut impl std::io::Write) -> Result<()> {
+    let catalog = runnel_catalog::CATALOG;
+    match output {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(catalog)?)?,
+        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(catalog)?)?,
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = catalog
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.kind.to_string(),
+                        match e.direction {
+                            runnel_catalog::Direction::Source => "source".into(),
+                            runnel_catalog::Direction::Sink => "sink".into(),
+                        },
+                        e.grade.as_str().to_string(),
+                        if e.aliases.is_empty() {
+                            "-".into()
+                        } else {
+                            e.aliases.join(",")
+                        },
+                        e.summary.to_string(),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                format::table(
+                    &["TYPE", "DIRECTION", "GRADE", "FLUVIO NAMES", "DESCRIPTION"],
+                    &rows
+                )
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

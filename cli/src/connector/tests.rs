@@ -162,16 +162,18 @@ producer: {linger: 10ms}
 
 #[test]
 fn fluvio_type_names_map_to_runnel_types() {
-    for (t, dir, want) in [
-        ("test-connector", None, "test-source"),
-        ("http", None, "http-source"),
-        ("http", Some("source"), "http-source"),
-        ("http", Some("sink"), "http-sink"),
-        ("mqtt", None, "mqtt-source"),
-        ("mqtt-sink", Some("sink"), "mqtt-sink"),
+    let http = "parameters: {endpoint: 'http://127.0.0.1:9/'}\n";
+    let mqtt = "parameters: {mqtt-url: 'mqtt://127.0.0.1', mqtt-topic: a}\n";
+    for (t, dir, want, params) in [
+        ("test-connector", None, "test-source", ""),
+        ("http", None, "http-source", http),
+        ("http", Some("source"), "http-source", http),
+        ("http", Some("sink"), "http-sink", http),
+        ("mqtt", None, "mqtt-source", mqtt),
+        ("mqtt-sink", Some("sink"), "mqtt-sink", mqtt),
     ] {
         let dir = dir.map(|d| format!("direction: {d}\n")).unwrap_or_default();
-        let c = ok(&format!("name: x\ntype: {t}\ntopic: t\n{dir}"));
+        let c = ok(&format!("name: x\ntype: {t}\ntopic: t\n{dir}{params}"));
         assert_eq!(c.connector.spec.kind, want, "{t} {dir}");
     }
 }
@@ -212,7 +214,7 @@ fn errors_name_the_field() {
         ),
         (
             "meta: {name: x, type: ftp-source, topic: t}\n",
-            "meta.type: unknown connector type \"ftp-source\": expected test-source, http-source, http-sink, mqtt-source, mqtt-sink",
+            "meta.type: unknown connector type \"ftp-source\": expected test-source, http-source, mqtt-source, http-sink, mqtt-sink (or Fluvio's http, mqtt, test-connector)",
         ),
         (
             "meta: {name: My_Conn, type: http-source, topic: t}\n",

@@ -1,11 +1,13 @@
-//! What http-source and http-sink share: turning config fields into reqwest types with errors
-//! that name the field, and error text that never carries the URL (it may hold a token).
+//! What http-source and http-sink share: turning config fields into HTTP types with errors
+//! that name the field, and (feature `client`) reqwest error text that never carries the URL
+//! (it may hold a token).
 
-use reqwest::{
-    Method, Url,
+use http::{
+    Method,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
-use runnel_runtime::config::{FieldError, parse_header_lines};
+use runnel_config::{FieldError, parse_header_lines};
+use url::Url;
 
 /// The User-Agent sent when the config gives none.
 pub fn default_user_agent(kind: &str) -> String {
@@ -51,6 +53,7 @@ pub fn header_map(field: &str, lines: &[String]) -> Result<HeaderMap, FieldError
 }
 
 /// An error as one line with its causes, without the URL.
+#[cfg(feature = "client")]
 pub fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut out = e.to_string();

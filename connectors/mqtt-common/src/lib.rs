@@ -5,7 +5,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, Transport};
-use runnel_runtime::config::{FieldError, HumanDuration};
+use runnel_config::{FieldError, Seconds, secrets::MASK};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -30,13 +30,13 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(runnel_runtime::config::secrets::MASK)
+        f.write_str(MASK)
     }
 }
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(runnel_runtime::config::secrets::MASK)
+        s.serialize_str(MASK)
     }
 }
 
@@ -59,7 +59,8 @@ impl JsonSchema for Secret {
 }
 
 /// A broker address parsed from `mqtt://[user[:password]@]host[:port][?client_id=ID]`
-/// (`mqtts://` for TLS; `tcp://` and `ssl://` as rumqttc and Fluvio accept them).
+/// (`mqtts://` for TLS; `tcp://` and `ssl://` as rumqttc and Fluvio accept them; a bare
+/// `host[:port]` as `mqtt://`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub host: String,
@@ -73,8 +74,18 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses `s`; errors name `field` and never repeat the URL (it may hold a password).
     pub fn parse(field: &str, s: &str) -> Result<Self, FieldError> {
-        let url = url::Url::parse(s.trim())
-            .map_err(|e| FieldError::new(field, format!("invalid URL: {e}")))?;
+        let s = s.trim();
+        // A bare host[:port], as Fluvio's first mqtt connector took it (`mqtt-url:
+        // "mqtt.hsl.fi"`), means mqtt://.
+        let with_scheme;
+        let s = if s.contains("://") {
+            s
+        } else {
+            with_scheme = format!("mqtt://{s}");
+            &with_scheme
+        };
+        let url =
+            url::Url::parse(s).map_err(|e| FieldError::new(field, format!("invalid URL: {e}")))?;
         let tls = match url.scheme() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
@@ -152,11 +163,16 @@ impl fmt::Debug for BrokerUrl {
 pub fn masked_url<S: Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
     match url::Url::parse(value.trim()) {
         Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(runnel_runtime::config::secrets::MASK));
+            let _ = u.set_password(Some(MASK));
             s.serialize_str(u.as_str())
         }
         _ => s.serialize_str(value),
     }
+}
+
+/// Whether `s` is a valid MQTT topic filter (`+` and `#` fill whole levels, `#` only last).
+pub fn valid_filter(s: &str) -> bool {
+    rumqttc::valid_filter(s)
 }
 
 /// Checks a `qos` field: 0 or 1.
@@ -176,7 +192,7 @@ pub fn qos(field: &str, n: u8) -> Result<QoS, FieldError> {
 }
 
 /// Checks a keep-alive (`timeout`): 0 (off) or whole seconds from 1s to 65535s.
-pub fn keep_alive(field: &str, d: HumanDuration) -> Result<(), FieldError> {
+pub fn keep_alive(field: &str, d: Seconds) -> Result<(), FieldError> {
     let d = d.0;
     if d.is_zero() {
         return Ok(());
@@ -327,6 +343,11 @@ mod tests {
         assert!(!format!("{u:?}").contains("p@ss"));
         let t = BrokerUrl::parse("url", "mqtts://h").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((t.port, t.tls), (8883, true));
+        // Fluvio's overview example writes the host alone.
+        let b = BrokerUrl::parse("url", "mqtt.hsl.fi").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.to_string(), "mqtt://mqtt.hsl.fi:1883");
+        let b = BrokerUrl::parse("url", "127.0.0.1:1884").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((b.host.as_str(), b.port), ("127.0.0.1", 1884));
     }
 
     #[test]
@@ -357,8 +378,8 @@ mod tests {
             e.starts_with("qos: 2 (exactly once) is not supported"),
             "{e}"
         );
-        assert!(keep_alive("timeout", HumanDuration::from_millis(500)).is_err());
-        assert!(keep_alive("timeout", HumanDuration::from_millis(0)).is_ok());
+        assert!(keep_alive("timeout", Seconds::from_millis(500)).is_err());
+        assert!(keep_alive("timeout", Seconds::from_millis(0)).is_ok());
         assert_eq!(generated_client_id().len(), 23);
     }
 

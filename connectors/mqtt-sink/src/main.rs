@@ -15,176 +15,16 @@ use std::{
     time::Duration,
 };
 
-use mqtt_common::{BrokerUrl, Secret, Session};
+use mqtt_common::{BrokerUrl, Session};
+use mqtt_sink::{MqttSink, MqttSinkConfig, topic_check};
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
-    app::SinkOptions,
-    config::{
-        ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Meta, Validate,
-    },
-    pipeline::{Deliver, DeliveryError, ErrorPolicy},
-    retry::{Backoff, RetryConfig},
+    config::{ConnectorConfig, HumanDuration},
+    pipeline::{Deliver, DeliveryError},
+    retry::Backoff,
 };
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-
-struct MqttSink;
-
-impl ConnectorKind for MqttSink {
-    const TYPE: &'static str = "mqtt-sink";
-    const ALIASES: &'static [&'static str] = &[];
-    const SECTION: &'static str = "mqtt";
-    const DIRECTION: Direction = Direction::Sink;
-    const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[("mqtt-url", "url")];
-    type Config = MqttSinkConfig;
-}
-
-/// Options of mqtt-sink (the `mqtt:` section).
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct MqttSinkConfig {
-    /// The broker: mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS with
-    /// the system's trusted roots, default port 8883). User and password may be given in the
-    /// URL; they are never logged.
-    #[serde(
-        alias = "mqtt-url",
-        alias = "mqtt_url",
-        serialize_with = "mqtt_common::masked_url"
-    )]
-    url: String,
-    /// The MQTT topic every record is published to. Give it or topic_from_key.
-    #[serde(alias = "mqtt-topic", alias = "mqtt_topic")]
-    topic: Option<String>,
-    /// Publish each record to the MQTT topic named by its key (UTF-8). A record without a
-    /// key, or whose key is not a valid topic, fails for good and follows on_error.
-    #[serde(default, alias = "topic-from-key")]
-    topic_from_key: bool,
-    /// 0 (at most once: delivered once written to the connection, the default) or 1 (at
-    /// least once: delivered once the broker acknowledged it).
-    #[serde(default)]
-    qos: u8,
-    /// Ask the broker to keep the last message of each topic for new subscribers.
-    #[serde(default)]
-    retain: bool,
-    /// The MQTT client id. Default: a new random id at each start.
-    #[serde(alias = "client-id")]
-    client_id: Option<String>,
-    /// The MQTT keep-alive. Default 60s; 0 turns it off. Fluvio's {secs, nanos} form is read
-    /// too.
-    #[serde(default = "default_timeout")]
-    timeout: HumanDuration,
-    /// How long a publish may wait to be sent and (at QoS 1) acknowledged before the attempt
-    /// counts as failed and is retried. Default 30s.
-    #[serde(default = "default_publish_timeout", alias = "publish-timeout")]
-    publish_timeout: HumanDuration,
-    /// Records in flight at once. With 1 (the default) records are published in topic
-    /// order; with more, records with the same key still are.
-    #[serde(default = "default_concurrency")]
-    concurrency: usize,
-    /// The user name to connect with; wins over one in the URL.
-    username: Option<String>,
-    /// The password to connect with; write it as ${{ secrets.NAME }}. Never logged.
-    password: Option<Secret>,
-    /// Retries of a failed publish (connection lost, no PUBACK in time).
-    #[serde(default)]
-    retry: RetryConfig,
-    /// What happens to a record that still fails: dead-letter (default), skip or stop.
-    #[serde(default, alias = "on-error")]
-    on_error: ErrorPolicy,
-    /// The dead-letter topic. Default: the topic's name with -dlq.
-    #[serde(alias = "dead-letter-topic")]
-    dead_letter_topic: Option<String>,
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration::from_millis(60_000)
-}
-fn default_publish_timeout() -> HumanDuration {
-    HumanDuration::from_millis(30_000)
-}
-fn default_concurrency() -> usize {
-    1
-}
-
-impl Validate for MqttSinkConfig {
-    fn validate(&self) -> Result<(), FieldError> {
-        BrokerUrl::parse("url", &self.url)?;
-        match (&self.topic, self.topic_from_key) {
-            (Some(_), true) => {
-                return Err(FieldError::new(
-                    "topic_from_key",
-                    "cannot be used with topic: give one of them",
-                ));
-            }
-            (None, false) => {
-                return Err(FieldError::new(
-                    "topic",
-                    "missing: give the MQTT topic, or topic_from_key: true",
-                ));
-            }
-            (Some(t), false) => {
-                topic_check(t).map_err(|m| FieldError::new("topic", m))?;
-            }
-            (None, true) => {}
-        }
-        mqtt_common::qos("qos", self.qos)?;
-        if let Some(id) = &self.client_id {
-            mqtt_common::client_id("client_id", id)?;
-        }
-        mqtt_common::keep_alive("timeout", self.timeout)?;
-        if self.publish_timeout.0.is_zero() {
-            return Err(FieldError::new("publish_timeout", "must be more than 0"));
-        }
-        if !(1..=1024).contains(&self.concurrency) {
-            return Err(FieldError::new(
-                "concurrency",
-                format!("{} is out of range: 1 to 1024", self.concurrency),
-            ));
-        }
-        self.retry.check().map_err(|e| e.under("retry"))?;
-        self.check_dead_letter_topic()
-    }
-
-    fn validate_with_meta(&self, meta: &Meta) -> Result<(), FieldError> {
-        self.check_dead_letter_not_source(meta)
-    }
-}
-
-impl SinkOptions for MqttSinkConfig {
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-    fn retry(&self) -> RetryConfig {
-        self.retry
-    }
-    fn on_error(&self) -> ErrorPolicy {
-        self.on_error
-    }
-    fn dead_letter_topic(&self) -> Option<&str> {
-        self.dead_letter_topic.as_deref()
-    }
-}
-
-/// Why a string cannot be an MQTT topic to publish to.
-fn topic_check(t: &str) -> Result<(), String> {
-    if t.is_empty() {
-        return Err("is empty: an MQTT topic needs at least one character".into());
-    }
-    if t.len() > 65_535 {
-        return Err("is longer than 65535 bytes".into());
-    }
-    if t.contains(['+', '#']) {
-        return Err(format!(
-            "{t:?} holds a wildcard (+ or #): publish to a topic, not a filter"
-        ));
-    }
-    if t.contains('\0') {
-        return Err("holds a NUL character".into());
-    }
-    Ok(())
-}
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -230,6 +70,7 @@ struct Publisher {
 impl Publisher {
     fn new(config: &ConnectorConfig<MqttSinkConfig>) -> Result<Self, BoxError> {
         let c = &config.config;
+        let concurrency = config.delivery.as_ref().map_or(1, |d| d.concurrency);
         let url = BrokerUrl::parse("mqtt.url", &c.url)?;
         let qos = mqtt_common::qos("mqtt.qos", c.qos)?;
         let client_id = c
@@ -237,7 +78,7 @@ impl Publisher {
             .clone()
             .or_else(|| url.client_id.clone())
             .unwrap_or_else(mqtt_common::generated_client_id);
-        let inflight = u16::try_from(c.concurrency.max(100)).unwrap_or(u16::MAX);
+        let inflight = u16::try_from(concurrency.max(100)).unwrap_or(u16::MAX);
         let options = mqtt_common::options(
             &url,
             &Session {
@@ -250,7 +91,7 @@ impl Publisher {
                 manual_acks: false,
             },
         )?;
-        let (client, events) = AsyncClient::new(options, c.concurrency.max(1) * 2 + 8);
+        let (client, events) = AsyncClient::new(options, concurrency.max(1) * 2 + 8);
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         tracing::info!(broker = %url, qos = c.qos, client_id = %client_id, "Connecting to the MQTT broker.");
         tokio::spawn(event_loop(events, waiting.clone(), url));
@@ -339,7 +180,7 @@ impl Deliver for Publisher {
 }
 
 fn humantime_short(d: Duration) -> String {
-    HumanDuration(d).to_string()
+    HumanDuration::<1>(d).to_string()
 }
 
 /// Drives the connection: pairs publishes with their waiters, reconnects with backoff.

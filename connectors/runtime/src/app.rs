@@ -15,8 +15,7 @@ use crate::{
         Overrides, SecretStore, flags,
     },
     hub::{Hub, HubUrl},
-    pipeline::{self, Deliver, ErrorPolicy, SinkSettings, SourceContext, SourceSettings},
-    retry::RetryConfig,
+    pipeline::{self, Deliver, SinkSettings, SourceContext, SourceSettings},
     server::{self, Health},
     shutdown::{self, Shutdown},
     telemetry::{self, LogFormat, Metrics},
@@ -132,7 +131,7 @@ pub fn prepare<C: ConnectorKind>(
             "The Runnel {} connector. Options come from --config FILE and from flags; flags win.",
             C::TYPE
         ));
-    let schema = schemars::schema_for!(C::Config);
+    let schema = config::section_schema::<C>();
     let (cmd, field_flags) =
         flags::add_section_flags(cmd, &schema, C::SECTION, RESERVED, C::FLAG_ALIASES);
     let matches = match cmd.try_get_matches_from(argv) {
@@ -150,11 +149,6 @@ pub fn prepare<C: ConnectorKind>(
         }
     };
     if args.schema {
-        let mut schema = schema;
-        schema.insert(
-            "title".into(),
-            format!("{} options ({}: section)", C::TYPE, C::SECTION).into(),
-        );
         println!(
             "{}",
             serde_json::to_string_pretty(&schema).unwrap_or_default()
@@ -380,38 +374,10 @@ pub fn source_settings(meta: &config::Meta) -> SourceSettings {
     s
 }
 
-/// The delivery options every sink's section carries.
-pub trait SinkOptions {
-    fn concurrency(&self) -> usize;
-    fn retry(&self) -> RetryConfig;
-    fn on_error(&self) -> ErrorPolicy;
-    fn dead_letter_topic(&self) -> Option<&str>;
-
-    /// For the section's `Validate::validate`: the dead-letter topic is a valid name.
-    fn check_dead_letter_topic(&self) -> Result<(), config::FieldError> {
-        match self.dead_letter_topic() {
-            Some(t) => crate::hub::validate_topic_name(t)
-                .map_err(|e| config::FieldError::new("dead_letter_topic", e.to_string())),
-            None => Ok(()),
-        }
-    }
-
-    /// For the section's `Validate::validate_with_meta`: the dead-letter topic is not the
-    /// topic the sink reads.
-    fn check_dead_letter_not_source(&self, meta: &config::Meta) -> Result<(), config::FieldError> {
-        if self.dead_letter_topic() == Some(meta.topic.as_str()) {
-            return Err(config::FieldError::new(
-                "dead_letter_topic",
-                "is the topic this sink reads: failed records would come back forever",
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Sink settings from meta.consumer and the section's delivery options.
-pub fn sink_settings<T: SinkOptions>(config: &ConnectorConfig<T>) -> SinkSettings {
+pub fn sink_settings<T>(config: &ConnectorConfig<T>) -> SinkSettings {
     let meta = &config.meta;
+    let delivery = config.delivery.clone().unwrap_or_default();
     let offset = meta.consumer.offset.clone().unwrap_or_default();
     let store = offset.strategy.unwrap_or_default() != OffsetStrategy::None;
     SinkSettings {
@@ -419,14 +385,10 @@ pub fn sink_settings<T: SinkOptions>(config: &ConnectorConfig<T>) -> SinkSetting
         consumer_id: store.then(|| meta.consumer_id().to_string()),
         start: offset.start.unwrap_or(OffsetStart::Beginning),
         batch_records: 1000,
-        concurrency: config.config.concurrency().max(1),
-        retry: config.config.retry(),
-        on_error: config.config.on_error(),
-        dead_letter_topic: config
-            .config
-            .dead_letter_topic()
-            .map(String::from)
-            .unwrap_or_else(|| format!("{}-dlq", meta.topic)),
+        concurrency: delivery.concurrency.max(1),
+        retry: delivery.retry,
+        on_error: delivery.on_error,
+        dead_letter_topic: delivery.dead_letter_topic_for(&meta.topic),
         connector: meta.name.clone(),
         secrets: config.secret_values().to_vec(),
     }
@@ -436,7 +398,6 @@ pub fn sink_settings<T: SinkOptions>(config: &ConnectorConfig<T>) -> SinkSetting
 pub fn sink_main<C, D, F>(make: F) -> ExitCode
 where
     C: ConnectorKind,
-    C::Config: SinkOptions,
     D: Deliver,
     F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError> + Send + 'static,
 {

@@ -18,17 +18,12 @@
 //! - [`app`]: the `main` every connector shares: flags, `--check`, `--schema`, wiring.
 
 pub mod app;
-pub mod config;
 pub mod hub;
 pub mod pipeline;
-pub mod record;
-pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod transform;
 
-pub use record::{ConsumedRecord, Record};
-
-/// Errors from a protocol or an outside system, as a connector reports them to the runtime.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use runnel_config as config;
+pub use runnel_core::{BoxError, ConsumedRecord, Record, record, retry};

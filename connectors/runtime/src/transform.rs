@@ -207,18 +207,6 @@ pub fn build(steps: &[Step], args: &SmartModuleArgs) -> Result<Option<Chain>, St
     builder.build().map(Some).map_err(|e| e.to_string())
 }
 
-impl smartmodule_host::RecordView for Record {
-    fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
-    }
-    fn value(&self) -> &[u8] {
-        &self.value
-    }
-    fn timestamp(&self) -> i64 {
-        self.timestamp
-    }
-}
-
 /// A record a module rejected: the input it came from (when known) and why.
 #[derive(Debug, Clone)]
 pub struct Rejection {

@@ -3,58 +3,8 @@
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use runnel_runtime::{
-    BoxError, Record, app,
-    config::{ConnectorConfig, ConnectorKind, Direction, FieldError, HumanDuration, Validate},
-    pipeline::SourceContext,
-};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-struct TestSource;
-
-impl ConnectorKind for TestSource {
-    const TYPE: &'static str = "test-source";
-    const ALIASES: &'static [&'static str] = &["test-connector"];
-    const SECTION: &'static str = "test";
-    const DIRECTION: Direction = Direction::Source;
-    const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[("timeout", "interval")];
-    type Config = TestConfig;
-}
-
-/// Options of test-source (the `test:` section).
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct TestConfig {
-    /// Time between records (Fluvio's name: timeout); 0 produces as fast as the hub takes
-    /// them. Default 1000 ms.
-    #[serde(alias = "timeout", default = "default_interval")]
-    interval: HumanDuration,
-    /// How many records to produce before exiting; unbounded when absent.
-    count: Option<u64>,
-    /// The value of each record. {{count}} becomes the record's number (from 0), {{timestamp}}
-    /// the time in milliseconds; {} is the counter too, as in Fluvio's test connector.
-    /// Default: {"count":{{count}},"timestamp":{{timestamp}}}
-    template: Option<String>,
-    /// A key template with the same placeholders; records have no key when absent.
-    key: Option<String>,
-}
-
-fn default_interval() -> HumanDuration {
-    HumanDuration::from_millis(1000)
-}
-
-impl Validate for TestConfig {
-    fn validate(&self) -> Result<(), FieldError> {
-        if self.template.as_deref() == Some("") {
-            return Err(FieldError::new(
-                "template",
-                "empty: give the value to produce",
-            ));
-        }
-        Ok(())
-    }
-}
+use runnel_runtime::{BoxError, Record, app, config::ConnectorConfig, pipeline::SourceContext};
+use test_source::{TestConfig, TestSource};
 
 const DEFAULT_TEMPLATE: &str = r#"{"count":{{count}},"timestamp":{{timestamp}}}"#;
 

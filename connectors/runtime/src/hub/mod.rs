@@ -31,10 +31,8 @@ pub enum HubError {
     TopicNotFound(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
-    #[error(
-        "invalid topic name {0:?}: use letters, digits, '.', '_' and '-', at most 249 characters"
-    )]
-    InvalidTopicName(String),
+    #[error(transparent)]
+    InvalidTopicName(#[from] runnel_core::topic::InvalidTopicName),
     #[error("invalid hub URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("{hub}: {message}")]
@@ -391,18 +389,7 @@ fn servers(list: &str) -> Result<String, String> {
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), HubError> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(HubError::InvalidTopicName(name.to_string()))
-    }
+    Ok(runnel_core::topic::validate(name)?)
 }
 
 #[cfg(test)]

@@ -3,62 +3,30 @@
 //! [`load`] is a pure function from a file's text, a secret store and flag overrides to the
 //! [`ConnectorConfig`] a connector runs on. Every error names the file and the field path.
 
+mod delivery;
 pub mod flags;
 mod fluvio;
 mod peek;
 pub mod secrets;
-pub mod values;
 
-use std::{fmt, path::Path};
+use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_yaml::{Mapping, Value};
 
+pub use delivery::DeliveryOptions;
 pub use fluvio::{
     Compression, ConsumerConfig, Lookback, OffsetConfig, OffsetStart, OffsetStrategy,
     ProducerConfig, TopicConfig, Transform,
 };
 pub use peek::{meta_of, parse_document, read_meta};
+pub use runnel_core::{
+    ByteSize, FieldError, HumanDuration, Seconds, join_path, topic::validate as validate_topic,
+};
 pub use secrets::SecretStore;
-pub use values::{ByteSize, HumanDuration};
 
 use secrets::key_name;
-
-/// A config error at one field. `path` is dotted (`http.headers[1]`); empty for the whole
-/// document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The same error seen from one level up (`endpoint` → `http.endpoint`).
-    pub fn under(mut self, parent: &str) -> Self {
-        self.path = join_path(parent, &self.path);
-        self
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for FieldError {}
 
 /// Why a config could not be loaded. Displayed as `FILE: PATH: MESSAGE`.
 #[derive(Debug, thiserror::Error)]
@@ -77,15 +45,31 @@ pub enum Direction {
     Sink,
 }
 
-/// Every connector type Runnel knows, with the names Fluvio used for it. Used to tell a user
-/// which binary a config belongs to.
-pub const KNOWN_TYPES: &[(&str, &[&str])] = &[
-    ("test-source", &["test-connector"]),
-    ("http-source", &["http"]),
-    ("http-sink", &["http"]),
-    ("mqtt-source", &["mqtt"]),
-    ("mqtt-sink", &[]),
-];
+/// How far a connector has come, in the sense the connector catalogues of SeaTunnel, Airbyte
+/// and EventMesh give these words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grade {
+    /// Being built: it works against the real system, but its options may still change and
+    /// it is not for production.
+    Alpha,
+    /// Stable and reliable: the connector contract is met and tested (at-least-once across
+    /// `kill -9` and a server restart), options change only compatibly; not yet proven by
+    /// many users.
+    Beta,
+    /// Generally available: proven in production use, supported, documented in full.
+    Ga,
+}
+
+impl Grade {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grade::Alpha => "alpha",
+            Grade::Beta => "beta",
+            Grade::Ga => "GA",
+        }
+    }
+}
 
 /// A connector's identity and its own section of `connect.yml`.
 pub trait ConnectorKind {
@@ -98,6 +82,15 @@ pub trait ConnectorKind {
     const DIRECTION: Direction;
     /// Old flag names that map onto a section field: `(flag, field)`.
     const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[];
+    /// Parameters of Fluvio's flat format by which this connector's Fluvio ancestor took the
+    /// hub topic again (the old test connector's `topic`): accepted when they repeat it.
+    const FLUVIO_TOPIC_PARAMETERS: &'static [&'static str] = &[];
+    /// One line on what it does, for `runnel connector types` and the README's catalogue.
+    const SUMMARY: &'static str;
+    const GRADE: Grade;
+    /// Whether several replicas of it may share one input (a consumer group, a queue), so
+    /// the operator may run more than one.
+    const SHARES_INPUT: bool = false;
     /// The connector's own options. Doc comments become `--help` and the JSON Schema.
     type Config: DeserializeOwned + Serialize + JsonSchema + Validate + Send + Sync + 'static;
 }
@@ -125,6 +118,10 @@ pub struct Meta {
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The container image the file names (Fluvio's `image:`), for the operator and
+    /// `runnel local --container`; the binary itself does not use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub topic: String,
     /// The topic's settings when the file gave a topic config (apiVersion 0.2.0).
     #[serde(rename = "topic-config", skip_serializing_if = "Option::is_none")]
@@ -158,6 +155,8 @@ pub struct ConnectorConfig<T> {
     pub api_version: String,
     pub meta: Meta,
     pub config: T,
+    /// The shared delivery options of a sink's section; `None` for a source.
+    pub delivery: Option<DeliveryOptions>,
     pub transforms: Vec<Transform>,
     secret_values: Vec<String>,
 }
@@ -182,10 +181,16 @@ impl<T: Serialize> ConnectorConfig<T> {
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             transforms: &'a [Transform],
         }
+        let mut options = serde_yaml::to_value(&self.config).unwrap_or(Value::Null);
+        if let (Value::Mapping(m), Some(d)) = (&mut options, &self.delivery)
+            && let Ok(Value::Mapping(d)) = serde_yaml::to_value(d)
+        {
+            m.extend(d);
+        }
         let out = Out {
             api_version: &self.api_version,
             meta: &self.meta,
-            section: [(section, &self.config)].into_iter().collect(),
+            section: [(section, &options)].into_iter().collect(),
             transforms: &self.transforms,
         };
         let text = match serde_yaml::to_value(&out) {
@@ -214,13 +219,7 @@ fn drop_nulls(v: &mut Value) {
 
 /// Replaces every occurrence of each secret value, longest first.
 pub fn secrets_masked(text: &str, values: &[String]) -> String {
-    let mut values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    let mut out = text.to_string();
-    for v in values {
-        out = out.replace(v.as_str(), secrets::MASK);
-    }
-    out
+    runnel_core::mask::masked(text, values)
 }
 
 /// Settings given as flags; they win over the file.
@@ -370,6 +369,9 @@ fn resolve_inner<C: ConnectorKind>(
             ));
         }
     };
+    if let Some(e) = metadata_only(&doc) {
+        return Err(e);
+    }
     let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
 
     // Old flat files carry secret values inline; they count like a secrets file.
@@ -404,7 +406,7 @@ fn resolve_inner<C: ConnectorKind>(
     let mut norm = if versioned {
         normalize_versioned::<C>(doc)?
     } else {
-        normalize_flat(doc)?
+        normalize_flat(doc, C::FLUVIO_TOPIC_PARAMETERS)?
     };
     check_type::<C>(&mut norm.meta, norm.meta_prefix)?;
     check_direction::<C>(norm.direction)?;
@@ -436,7 +438,23 @@ fn resolve_inner<C: ConnectorKind>(
             "expected a mapping of the connector's options",
         ));
     }
-    let config: C::Config = from_value(norm.section, &norm.section_path)?;
+    let mut section = norm.section;
+    let delivery = match C::DIRECTION {
+        Direction::Sink => {
+            let d = DeliveryOptions::take_from(&mut section, &norm.section_path)?;
+            d.check_with_meta(&norm.meta)
+                .map_err(|e| e.under(&norm.section_path))?;
+            Some(d)
+        }
+        Direction::Source => None,
+    };
+    let config: C::Config = from_value(section, &norm.section_path).map_err(|mut e| {
+        // The sink's own fields do not list the shared ones; the user may write either.
+        if delivery.is_some() && e.message.starts_with("unknown field, expected ") {
+            e.message = format!("{}, {}", e.message, delivery::LISTED);
+        }
+        e
+    })?;
     config.validate().map_err(|e| e.under(&norm.section_path))?;
     config
         .validate_with_meta(&norm.meta)
@@ -465,6 +483,7 @@ fn resolve_inner<C: ConnectorKind>(
         api_version: norm.api_version,
         meta: norm.meta,
         config,
+        delivery,
         transforms,
         secret_values: std::mem::take(used),
     })
@@ -551,18 +570,6 @@ fn check_type<C: ConnectorKind>(meta: &mut Meta, prefix: &str) -> Result<(), Fie
         return Ok(());
     }
     let path = format!("{prefix}type");
-    if let Some((owner, _)) = KNOWN_TYPES
-        .iter()
-        .find(|(name, aliases)| *name == t || aliases.contains(&t))
-    {
-        return Err(FieldError::new(
-            path,
-            format!(
-                "{t:?} is a config for the {owner} connector: run it with the {owner} binary, not {}",
-                C::TYPE
-            ),
-        ));
-    }
     let also = if C::ALIASES.is_empty() {
         String::new()
     } else {
@@ -571,7 +578,7 @@ fn check_type<C: ConnectorKind>(meta: &mut Meta, prefix: &str) -> Result<(), Fie
     Err(FieldError::new(
         path,
         format!(
-            "unknown connector type {t:?}: this binary runs {}{also}",
+            "{t:?} is not a type this binary runs: it runs {}{also}; `runnel connector types` lists the others",
             C::TYPE
         ),
     ))
@@ -605,7 +612,7 @@ fn validate_meta(meta: &Meta, prefix: &str) -> Result<(), FieldError> {
     } else {
         format!("{prefix}topic")
     };
-    crate::hub::validate_topic_name(&meta.topic)
+    runnel_core::topic::validate(&meta.topic)
         .map_err(|e| FieldError::new(topic_path, e.to_string()))?;
     if let Some(tc) = &meta.topic_config {
         if let Some(p) = &tc.partition {
@@ -703,20 +710,10 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
         if k == C::SECTION {
             section = v;
         } else {
-            let owners: Vec<&str> = KNOWN_TYPES
-                .iter()
-                .map(|(t, _)| *t)
-                .filter(|t| t.split('-').next() == Some(k.as_str()))
-                .collect();
-            let hint = if owners.is_empty() {
-                String::new()
-            } else {
-                format!(" ({k}: is the section of {} configs)", owners.join(" and "))
-            };
             return Err(FieldError::new(
                 k,
                 format!(
-                    "unknown field, expected apiVersion, meta, transforms or {}{hint}",
+                    "unknown field, expected apiVersion, meta, transforms or {}",
                     C::SECTION
                 ),
             ));
@@ -731,6 +728,7 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
             name: raw.name,
             kind: raw.kind,
             version: raw.version.as_ref().map(plain_text),
+            image: raw.image,
             topic,
             topic_config,
             create_topic: raw.create_topic.unwrap_or(false),
@@ -746,15 +744,18 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
     })
 }
 
-fn normalize_flat(doc: Mapping) -> Result<Normalized, FieldError> {
+fn normalize_flat(doc: Mapping, topic_params: &[&str]) -> Result<Normalized, FieldError> {
     let transforms = doc.get("transforms").cloned().unwrap_or(Value::Null);
     let raw: fluvio::FlatConfig = from_value(Value::Mapping(doc), "")?;
+    let mut section = raw.parameters.unwrap_or(Value::Mapping(Mapping::new()));
+    take_topic_parameters(&mut section, &raw.topic, topic_params)?;
     Ok(Normalized {
         api_version: "flat".into(),
         meta: Meta {
             name: raw.name,
             kind: raw.kind,
             version: raw.version.as_ref().map(plain_text),
+            image: raw.image,
             topic: raw.topic,
             topic_config: None,
             create_topic: raw.create_topic.unwrap_or(false),
@@ -764,9 +765,48 @@ fn normalize_flat(doc: Mapping) -> Result<Normalized, FieldError> {
         },
         meta_prefix: "",
         direction: raw.direction,
-        section: raw.parameters.unwrap_or(Value::Mapping(Mapping::new())),
+        section,
         section_path: "parameters".into(),
         transforms,
+    })
+}
+
+/// Parameters of Fluvio's flat format that repeat the file's `topic`: `fluvio-topic`, which
+/// Fluvio passed to every connector as `--fluvio-topic`, and the connector's own (`topic:` of
+/// the old test connector). They are taken out of `parameters` when they agree with `topic`;
+/// when they differ the file is ambiguous, and the error names both.
+pub fn take_topic_parameters(
+    parameters: &mut Value,
+    topic: &str,
+    own: &[&str],
+) -> Result<(), FieldError> {
+    let Value::Mapping(m) = parameters else {
+        return Ok(());
+    };
+    for name in ["fluvio-topic", "fluvio_topic"].iter().chain(own) {
+        let Some(v) = m.remove(*name) else { continue };
+        let given = plain_text(&v);
+        if given != topic {
+            return Err(FieldError::new(
+                format!("parameters.{name}"),
+                format!(
+                    "{given:?} differs from topic {topic:?}: both name the topic the connector writes to; make them the same or drop parameters.{name}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A file that holds only `image:` is Fluvio's connector metadata (`connector.yaml` of a
+/// third-party connector), not a connect.yml; say what to do with it.
+fn metadata_only(doc: &Mapping) -> Option<FieldError> {
+    let only_image = !doc.is_empty() && doc.keys().all(|k| k.as_str() == Some("image"));
+    only_image.then(|| {
+        FieldError::new(
+            "",
+            "this is a connector metadata file (Fluvio's connector.yaml, which names only the image), not a connect.yml: write a connect.yml with name, type, topic and the connector's options; image: may go in it",
+        )
     })
 }
 
@@ -853,15 +893,6 @@ fn backticked(msg: &str, prefix: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
-fn join_path(parent: &str, child: &str) -> String {
-    match (parent.is_empty(), child.is_empty()) {
-        (true, _) => child.to_string(),
-        (_, true) => parent.to_string(),
-        _ if child.starts_with('[') => format!("{parent}{child}"),
-        _ => format!("{parent}.{child}"),
-    }
-}
-
 /// A YAML scalar as a user wrote it: strings as they are, anything else in YAML syntax.
 pub fn plain_text(v: &Value) -> String {
     match v {
@@ -904,4 +935,36 @@ pub fn parse_header_lines(
             Ok((k.to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+/// The JSON Schema of connector `C`'s section: its own options and, for a sink, the shared
+/// delivery options beside them. `--schema`, the flags and the catalogue use it.
+pub fn section_schema<C: ConnectorKind>() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(C::Config);
+    if C::DIRECTION == Direction::Sink {
+        let shared = schemars::schema_for!(DeliveryOptions);
+        merge_object(&mut schema, &shared, "properties");
+        merge_object(&mut schema, &shared, "$defs");
+    }
+    schema.insert(
+        "title".into(),
+        format!("{} options ({}: section)", C::TYPE, C::SECTION).into(),
+    );
+    schema
+}
+
+fn merge_object(into: &mut schemars::Schema, from: &schemars::Schema, key: &str) {
+    let Some(extra) = from.get(key).and_then(|v| v.as_object()).cloned() else {
+        return;
+    };
+    if let Some(obj) = into.as_object_mut() {
+        let target = obj
+            .entry(key)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(t) = target.as_object_mut() {
+            for (k, v) in extra {
+                t.entry(k).or_insert(v);
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@ use serde_yaml::Value;
 use super::FieldError;
 
 /// What is shown in place of a secret's value, anywhere a config is printed.
-pub const MASK: &str = "******";
+pub use runnel_core::mask::MASK;
 
 /// Where secret values come from: a `--secrets` file (KEY=VALUE lines) first, then the
 /// process environment.
@@ -15,6 +15,9 @@ pub const MASK: &str = "******";
 pub struct SecretStore {
     file: BTreeMap<String, String>,
     use_env: bool,
+    /// Any other name resolves to this stand-in (checking a config whose secrets live
+    /// elsewhere, as the operator does with Kubernetes Secrets).
+    stand_in: Option<String>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -32,6 +35,7 @@ impl SecretStore {
         SecretStore {
             file: BTreeMap::new(),
             use_env: true,
+            stand_in: None,
         }
     }
 
@@ -48,6 +52,7 @@ impl SecretStore {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             use_env: false,
+            stand_in: None,
         }
     }
 
@@ -82,7 +87,17 @@ impl SecretStore {
         Ok(SecretStore {
             file,
             use_env: true,
+            stand_in: None,
         })
+    }
+
+    /// A store that answers every name with `value`: for checking a config whose secret
+    /// values are not here (the operator's; they come from Kubernetes Secrets in the pod).
+    pub fn stand_ins(value: impl Into<String>) -> Self {
+        SecretStore {
+            stand_in: Some(value.into()),
+            ..Self::default()
+        }
     }
 
     /// This store without the environment: only what the file (or pairs) gave. For tools
@@ -103,6 +118,7 @@ impl SecretStore {
             .get(name)
             .cloned()
             .or_else(|| self.use_env.then(|| std::env::var(name).ok()).flatten())
+            .or_else(|| self.stand_in.clone())
     }
 }
 

@@ -6,61 +6,90 @@ use std::{fmt, str::FromStr, time::Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-/// A duration: a number of milliseconds (`1000`) or a humantime string (`10s`, `1m 30s`,
-/// `250ms`).
+/// A duration: a humantime string (`10s`, `1m 30s`, `250ms`), Fluvio's `{secs, nanos}`, or a
+/// bare number counted in the field's unit: `UNIT_MS` milliseconds, so milliseconds by
+/// default and seconds for [`Seconds`] (the unit the field had in Fluvio's connector:
+/// http's `interval: 10` and mqtt's `timeout: 60` were seconds, the test connector's
+/// `timeout: 1000` milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct HumanDuration(pub Duration);
+pub struct HumanDuration<const UNIT_MS: u64 = 1>(pub Duration);
 
-impl HumanDuration {
-    pub fn from_millis(ms: u64) -> Self {
+/// A duration whose bare numbers are seconds.
+pub type Seconds = HumanDuration<1000>;
+
+impl<const UNIT_MS: u64> HumanDuration<UNIT_MS> {
+    pub const fn from_millis(ms: u64) -> Self {
         HumanDuration(Duration::from_millis(ms))
+    }
+
+    /// A bare number in this field's unit.
+    fn from_units(n: u64) -> Self {
+        HumanDuration(Duration::from_millis(n.saturating_mul(UNIT_MS)))
+    }
+
+    fn unit_name() -> &'static str {
+        if UNIT_MS == 1000 {
+            "seconds"
+        } else {
+            "milliseconds"
+        }
     }
 }
 
-impl From<HumanDuration> for Duration {
-    fn from(d: HumanDuration) -> Self {
+impl<const UNIT_MS: u64> From<HumanDuration<UNIT_MS>> for Duration {
+    fn from(d: HumanDuration<UNIT_MS>) -> Self {
         d.0
     }
 }
 
-impl FromStr for HumanDuration {
+impl<const UNIT_MS: u64> FromStr for HumanDuration<UNIT_MS> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        if let Ok(ms) = t.parse::<u64>() {
-            return Ok(Self::from_millis(ms));
+        if let Ok(n) = t.parse::<u64>() {
+            return Ok(Self::from_units(n));
         }
         humantime::parse_duration(t)
             .map(HumanDuration)
-            .map_err(|_| format!("invalid duration {s:?} (write it as 500ms, 10s, 1m or a number of milliseconds)"))
+            .map_err(|_| {
+                format!(
+                    "invalid duration {s:?} (write it as 500ms, 10s, 1m or a number of {})",
+                    Self::unit_name()
+                )
+            })
     }
 }
 
-impl fmt::Display for HumanDuration {
+impl<const UNIT_MS: u64> fmt::Display for HumanDuration<UNIT_MS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
     }
 }
 
-impl<'de> Deserialize<'de> for HumanDuration {
+impl<'de, const UNIT_MS: u64> Deserialize<'de> for HumanDuration<UNIT_MS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = HumanDuration;
+        struct V<const U: u64>;
+        impl<'de, const U: u64> de::Visitor<'de> for V<U> {
+            type Value = HumanDuration<U>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 10s, a number of milliseconds, or {secs, nanos}")
+                write!(
+                    f,
+                    "a duration such as 10s, a number of {}, or {{secs, nanos}}",
+                    HumanDuration::<U>::unit_name()
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(HumanDuration::from_millis(v))
+                Ok(HumanDuration::from_units(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 u64::try_from(v)
-                    .map(HumanDuration::from_millis)
+                    .map(HumanDuration::from_units)
                     .map_err(|_| E::custom(format!("invalid duration {v}: it is negative")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 Err(E::custom(format!(
-                    "invalid duration {v}: write whole milliseconds or a unit (1500ms)"
+                    "invalid duration {v}: write whole {} or a unit (1500ms)",
+                    HumanDuration::<U>::unit_name()
                 )))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -82,23 +111,30 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 Ok(HumanDuration(Duration::new(secs, nanos)))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V::<UNIT_MS>)
     }
 }
 
-impl Serialize for HumanDuration {
+impl<const UNIT_MS: u64> Serialize for HumanDuration<UNIT_MS> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl JsonSchema for HumanDuration {
+impl<const UNIT_MS: u64> JsonSchema for HumanDuration<UNIT_MS> {
     fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
+        if UNIT_MS == 1 {
+            "Duration".into()
+        } else {
+            format!("Duration{}", Self::unit_name()).into()
+        }
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A duration: milliseconds as a number, a string such as 500ms, 10s, 1m, or {secs, nanos}.",
+            "description": format!(
+                "A duration: a string such as 500ms, 10s, 1m, {{secs, nanos}}, or a number of {}.",
+                Self::unit_name()
+            ),
             "type": ["string", "integer", "object"]
         })
     }
@@ -174,6 +210,21 @@ mod tests {
             e.to_string().contains("invalid duration \"10 parsecs\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bare_numbers_take_the_fields_unit() {
+        let d: Seconds = serde_yaml::from_str("10").unwrap();
+        assert_eq!(d.0, Duration::from_secs(10));
+        assert_eq!(
+            "300".parse::<Seconds>().unwrap().0,
+            Duration::from_secs(300)
+        );
+        let d: Seconds = serde_yaml::from_str("250ms").unwrap();
+        assert_eq!(d.0, Duration::from_millis(250));
+        assert_eq!(d.to_string(), "250ms");
+        let e = serde_yaml::from_str::<Seconds>("soon").unwrap_err();
+        assert!(e.to_string().contains("a number of seconds"), "{e}");
     }
 
     #[test]

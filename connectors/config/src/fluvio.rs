@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
-use super::values::{ByteSize, HumanDuration};
+use runnel_core::{ByteSize, HumanDuration};
 
 /// The older flat format: everything at the top level, connector options under `parameters`.
 #[derive(Debug, Deserialize)]
@@ -15,6 +15,8 @@ use super::values::{ByteSize, HumanDuration};
 pub(crate) struct FlatConfig {
     #[allow(dead_code)]
     pub version: Option<Value>,
+    /// The connector's image (Fluvio's `image:`).
+    pub image: Option<String>,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -46,6 +48,7 @@ pub(crate) enum FlatDirection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetaSection {
     pub version: Option<Value>,
+    pub image: Option<String>,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,

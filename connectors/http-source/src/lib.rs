@@ -1,0 +1,142 @@
+//! http-source's config: poll an HTTP endpoint every `interval`, or keep one response open and split it into records (`stream: true`), as Fluvio's http-source does. The binary (feature `run`) does it.
+
+use runnel_config::{
+    ConnectorKind, Direction, FieldError, Grade, HumanDuration, Seconds, Validate,
+};
+use runnel_core::retry::check_backoff;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The http-source connector type.
+#[derive(Debug)]
+pub struct HttpSource;
+
+impl ConnectorKind for HttpSource {
+    const TYPE: &'static str = "http-source";
+    const ALIASES: &'static [&'static str] = &["http"];
+    const SECTION: &'static str = "http";
+    const SUMMARY: &'static str =
+        "Polls an HTTP endpoint, or splits one streamed response, into records.";
+    const GRADE: Grade = Grade::Beta;
+    const DIRECTION: Direction = Direction::Source;
+    type Config = HttpSourceConfig;
+}
+
+/// Options of http-source (the `http:` section).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// The URL to request (http:// or https://).
+    pub endpoint: String,
+    /// The request method. Default GET.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers, each written "Name: value".
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// A body to send with each request.
+    pub body: Option<String>,
+    /// The User-Agent header. Default runnel-http-source/VERSION.
+    #[serde(alias = "user-agent")]
+    pub user_agent: Option<String>,
+    /// Time between polls. Default 10s; a bare number is seconds, as in Fluvio's http
+    /// connector (`interval: 10`).
+    #[serde(default = "default_interval")]
+    pub interval: Seconds,
+    /// What a record holds: body (default), or full (status line, headers and body).
+    #[serde(default, alias = "output-parts")]
+    pub output_parts: OutputParts,
+    /// How the parts are written: text (default), or json ({"body": ...} with
+    /// "status" and "header" for full).
+    #[serde(default, alias = "output-type")]
+    pub output_type: OutputType,
+    /// Keep one response open and turn each delimited piece of it into a record.
+    #[serde(default)]
+    pub stream: bool,
+    /// What separates records in stream mode. Default "\n".
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// How long one poll may take, from connecting to the end of the body. Default 30s.
+    #[serde(default = "default_timeout", alias = "request-timeout")]
+    pub request_timeout: HumanDuration,
+    /// What a non-2xx response does: skip (log it, count it in records_failed and, for 429
+    /// and 5xx, back off; the default), record (write it as a record like any other), or
+    /// stop (exit with an error).
+    #[serde(default, alias = "on-error-status")]
+    pub on_error_status: StatusPolicy,
+    /// The first wait after a failed request or a dropped stream; it doubles after each
+    /// failure up to max_backoff, with jitter. Default 500ms.
+    #[serde(default = "default_initial_backoff", alias = "initial-backoff")]
+    pub initial_backoff: HumanDuration,
+    /// The longest wait between reconnects. Default 30s.
+    #[serde(default = "default_max_backoff", alias = "max-backoff")]
+    pub max_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputParts {
+    #[default]
+    Body,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputType {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusPolicy {
+    #[default]
+    Skip,
+    Record,
+    Stop,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_interval() -> Seconds {
+    Seconds::from_millis(10_000)
+}
+fn default_delimiter() -> String {
+    "\n".into()
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+
+impl Validate for HttpSourceConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        http_common::endpoint("endpoint", &self.endpoint)?;
+        http_common::method("method", &self.method)?;
+        http_common::header_map("headers", &self.headers)?;
+        if self.stream && http_common::unescape(&self.delimiter).is_empty() {
+            return Err(FieldError::new(
+                "delimiter",
+                "empty: stream mode needs a separator",
+            ));
+        }
+        if self.request_timeout.0.is_zero() {
+            return Err(FieldError::new("request_timeout", "must be more than 0"));
+        }
+        if !self.stream && self.interval.0.is_zero() {
+            return Err(FieldError::new(
+                "interval",
+                "must be more than 0 when polling",
+            ));
+        }
+        check_backoff(self.initial_backoff, self.max_backoff)
+    }
+}
