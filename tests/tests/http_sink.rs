@@ -376,3 +376,54 @@ async fn sigterm_waits_for_the_grace_period_then_gives_up_without_commit() {
     assert_eq!(c.position(), 2, "no stored offset: the start rule applied");
     drop(c.fetch(1, Duration::ZERO).await.unwrap());
 }
+
+/// `/readyz` follows the endpoint even with no records to send: 503 while it refuses
+/// connections, 200 once it accepts them, 503 again when it goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_endpoint() {
+    let hub = TempHub::new();
+    hub.produce("in", Vec::new()).await;
+    let port = free_port();
+    let mut p = Proc::spawn(
+        sink(&hub, &format!("http://127.0.0.1:{port}/"), &[]),
+        hub.path("log"),
+    );
+    let health = p.health_port().await;
+    let readyz = || async move {
+        runnel_tests::get(&format!("http://127.0.0.1:{health}/readyz"))
+            .await
+            .map_or(0, |(code, _)| code)
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "readyz 503 while refused",
+        || async { readyz().await == 503 },
+    )
+    .await;
+    let server = Recorder::start_on(format!("127.0.0.1:{port}").parse().unwrap(), |_, _| {
+        Reply::Status(200)
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "readyz 200 once it listens",
+        || async { readyz().await == 200 },
+    )
+    .await;
+    server.stop();
+    wait_until(
+        Duration::from_secs(20),
+        "readyz 503 once it is gone",
+        || async { readyz().await == 503 },
+    )
+    .await;
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        p.output()
+    );
+}

@@ -506,6 +506,54 @@ fn sink(hub: &TempHub, m: &Mosquitto, extra: &[&str]) -> std::process::Command {
     cmd
 }
 
+/// The status `/readyz` answers on `port`, 0 when it does not answer.
+async fn readyz(port: u16) -> u16 {
+    runnel_tests::get(&format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map_or(0, |(code, _)| code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_readyz_follows_the_broker() {
+    let mut m = Mosquitto::start();
+    let hub = TempHub::new();
+    hub.produce("out", vec![Record::new("x")]).await;
+    let mut p = Proc::spawn(
+        sink(&hub, &m, &["--mqtt-topic", "ready/t", "--timeout", "1"]),
+        hub.path("log"),
+    );
+    let port = p.health_port().await;
+    wait_until(
+        Duration::from_secs(20),
+        "readyz 200 with the broker up",
+        || async { readyz(port).await == 200 },
+    )
+    .await;
+    m.stop();
+    wait_until(
+        Duration::from_secs(20),
+        "readyz 503 with the broker stopped",
+        || async { readyz(port).await == 503 },
+    )
+    .await;
+    m.start_again();
+    wait_until(
+        Duration::from_secs(40),
+        "readyz 200 once the broker is back",
+        || async { readyz(port).await == 200 },
+    )
+    .await;
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        p.output()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_publishes_at_qos1_in_order() {
     let m = Mosquitto::start();

@@ -3,25 +3,29 @@
 //! errors, then the error policy (dead-letter by default). Offsets are committed only after
 //! delivery.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use http_sink::{HttpSink, HttpSinkConfig};
 use reqwest::{Client, StatusCode, header::HeaderMap};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::ConnectorConfig,
-    pipeline::{Deliver, DeliveryError},
+    pipeline::{Deliver, DeliveryError, SinkContext},
 };
+
+/// How often the endpoint's reachability is checked for `/readyz` while nothing is sent.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 struct Sender {
     client: Client,
     method: reqwest::Method,
     url: reqwest::Url,
     headers: HeaderMap,
+    ctx: SinkContext,
 }
 
 impl Sender {
-    fn new(config: &ConnectorConfig<HttpSinkConfig>) -> Result<Self, BoxError> {
+    fn new(config: &ConnectorConfig<HttpSinkConfig>, ctx: &SinkContext) -> Result<Self, BoxError> {
         let c = &config.config;
         let concurrency = config.delivery.as_ref().map_or(1, |d| d.concurrency);
         let client = Client::builder()
@@ -33,15 +37,58 @@ impl Sender {
             .timeout(c.http_request_timeout.0)
             .connect_timeout(c.http_connect_timeout.0)
             .pool_max_idle_per_host(concurrency.max(1))
-            .tcp_keepalive(std::time::Duration::from_secs(30))
+            .tcp_keepalive(Duration::from_secs(30))
             .build()
             .map_err(http_common::describe)?;
+        let url = http_common::endpoint("http.endpoint", &c.endpoint)?;
+        tokio::spawn(probe(url.clone(), c.http_connect_timeout.0, ctx.clone()));
         Ok(Sender {
             client,
             method: http_common::method("http.method", &c.method)?,
-            url: http_common::endpoint("http.endpoint", &c.endpoint)?,
+            url,
             headers: http_common::header_map("http.headers", &c.headers)?,
+            ctx: ctx.clone(),
         })
+    }
+}
+
+/// Keeps `/readyz` true to the endpoint while no records flow: a TCP connection to its host
+/// and port every few seconds (deliveries say so too, as they happen).
+async fn probe(url: reqwest::Url, timeout: Duration, ctx: SinkContext) {
+    let (Some(host), Some(port)) = (
+        url.host_str().map(String::from),
+        url.port_or_known_default(),
+    ) else {
+        return;
+    };
+    // An IPv6 literal comes bracketed in URLs.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let mut was = None;
+    loop {
+        let up = matches!(
+            tokio::time::timeout(
+                timeout,
+                tokio::net::TcpStream::connect((host.as_str(), port))
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        ctx.set_ready(up);
+        if was != Some(up) {
+            if up {
+                tracing::info!(host = %host, port, "The endpoint accepts connections.");
+            } else {
+                tracing::warn!(host = %host, port, "The endpoint does not accept connections; /readyz reports it.");
+            }
+            was = Some(up);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = ctx.shutdown().wait() => return,
+        }
     }
 }
 
@@ -54,7 +101,13 @@ impl Deliver for Sender {
             .body(record.record.value.clone())
             .send()
             .await
-            .map_err(|e| DeliveryError::retryable(http_common::describe(e)))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    self.ctx.set_ready(false);
+                }
+                DeliveryError::retryable(http_common::describe(e))
+            })?;
+        self.ctx.set_ready(true);
         let status = resp.status();
         // Read the body so the connection goes back to the pool.
         let _ = resp.bytes().await;

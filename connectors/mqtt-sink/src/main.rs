@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::{ConnectorConfig, HumanDuration},
-    pipeline::{Deliver, DeliveryError},
+    pipeline::{Deliver, DeliveryError, SinkContext},
     retry::Backoff,
 };
 use tokio::sync::oneshot;
@@ -68,7 +68,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn new(config: &ConnectorConfig<MqttSinkConfig>) -> Result<Self, BoxError> {
+    fn new(config: &ConnectorConfig<MqttSinkConfig>, ctx: &SinkContext) -> Result<Self, BoxError> {
         let c = &config.config;
         let concurrency = config.delivery.as_ref().map_or(1, |d| d.concurrency);
         let url = BrokerUrl::parse("mqtt.url", &c.url)?;
@@ -94,7 +94,7 @@ impl Publisher {
         let (client, events) = AsyncClient::new(options, concurrency.max(1) * 2 + 8);
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         tracing::info!(broker = %url, qos = c.qos, client_id = %client_id, "Connecting to the MQTT broker.");
-        tokio::spawn(event_loop(events, waiting.clone(), url));
+        tokio::spawn(event_loop(events, waiting.clone(), url, ctx.clone()));
         Ok(Publisher {
             client,
             qos,
@@ -184,7 +184,13 @@ fn humantime_short(d: Duration) -> String {
 }
 
 /// Drives the connection: pairs publishes with their waiters, reconnects with backoff.
-async fn event_loop(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>, url: BrokerUrl) {
+/// `/readyz` follows the connection: ready from the broker's CONNACK until it is lost.
+async fn event_loop(
+    mut events: EventLoop,
+    waiting: Arc<Mutex<Waiting>>,
+    url: BrokerUrl,
+    ctx: SinkContext,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut up = true;
     loop {
@@ -193,6 +199,7 @@ async fn event_loop(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>, url: Br
                 tracing::info!(broker = %url, "Connected to the MQTT broker.");
                 backoff.reset();
                 up = true;
+                ctx.set_ready(true);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut w = lock(&waiting);
@@ -223,6 +230,7 @@ async fn event_loop(mut events: EventLoop, waiting: Arc<Mutex<Waiting>>, url: Br
             }
             Ok(_) => {}
             Err(e) => {
+                ctx.set_ready(false);
                 let reason = mqtt_common::describe(&e);
                 {
                     let mut w = lock(&waiting);

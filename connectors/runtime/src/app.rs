@@ -15,7 +15,7 @@ use crate::{
         Overrides, SecretStore, flags,
     },
     hub::{Hub, HubUrl},
-    pipeline::{self, Deliver, SinkSettings, SourceContext, SourceSettings},
+    pipeline::{self, Deliver, SinkContext, SinkSettings, SourceContext, SourceSettings},
     server::{self, Health},
     shutdown::{self, Shutdown},
     telemetry::{self, LogFormat, Metrics},
@@ -394,12 +394,13 @@ pub fn sink_settings<T>(config: &ConnectorConfig<T>) -> SinkSettings {
     }
 }
 
-/// The whole `main` of a sink connector: `make` builds the protocol side from the config.
+/// The whole `main` of a sink connector: `make` builds the protocol side from the config
+/// and the sink's context.
 pub fn sink_main<C, D, F>(make: F) -> ExitCode
 where
     C: ConnectorKind,
     D: Deliver,
-    F: FnOnce(&ConnectorConfig<C::Config>) -> Result<D, BoxError> + Send + 'static,
+    F: FnOnce(&ConnectorConfig<C::Config>, &SinkContext) -> Result<D, BoxError> + Send + 'static,
 {
     let mut p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
@@ -413,8 +414,9 @@ where
     finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
         let chain = p.chain.take();
-        let deliver = Arc::new(make(&p.config)?);
-        s.health.set_upstream(true);
+        // The sink says when its outside system is reachable (SinkContext::set_ready).
+        let ctx = SinkContext::new(s.health.clone(), s.metrics.clone(), s.shutdown.clone());
+        let deliver = Arc::new(make(&p.config, &ctx)?);
         let settings = sink_settings(&p.config);
         let run = pipeline::run_sink(
             &s.hub,

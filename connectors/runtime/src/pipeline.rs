@@ -469,6 +469,43 @@ async fn send_with_retry(
     }
 }
 
+/// What a sink's protocol side is given when it is built: readiness of the outside system
+/// (`/readyz`), metrics and shutdown.
+#[derive(Clone)]
+pub struct SinkContext {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+}
+
+impl SinkContext {
+    pub fn new(health: Arc<Health>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
+        SinkContext {
+            health,
+            metrics,
+            shutdown,
+        }
+    }
+
+    /// Says whether the outside system can be reached: `/readyz` answers 200 only while it
+    /// can (and the hub can). A sink starts not ready until it says so.
+    pub fn set_ready(&self, ready: bool) {
+        self.health.set_upstream(ready);
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+}
+
 /// The protocol side of a sink: sends one record to the outside system.
 pub trait Deliver: Send + Sync + 'static {
     fn deliver(
