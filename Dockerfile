@@ -1,13 +1,16 @@
-# Runnel's images: one per connector (targets test-source, http-source, http-sink,
-# mqtt-source, mqtt-sink), one for the operator (target operator) and one for the runnel
-# command (target cli: topics on a hub, connectors on Kubernetes). Each is a static musl
-# binary on scratch with the CA bundle for TLS, run as a non-root user, with no shell.
+# Runnel's images: one per connector (target connector, with --build-arg CONNECTOR=TYPE for
+# any type of the catalogue: `runnel connector types`), one for the operator (target
+# operator) and one for the runnel command (target cli: topics on a hub, connectors on
+# Kubernetes). Each is a static musl binary on scratch with the CA bundle for TLS, run as a
+# non-root user, with no shell.
 #
 # From source, with the repository as the context:
-#   docker build --target http-source -t ghcr.io/runnel-dev/runnel-http-source:0.1.0 .
+#   docker build --target connector --build-arg CONNECTOR=http-source \
+#     -t ghcr.io/runnel-dev/runnel-http-source:0.1.0 .
 # From prebuilt static binaries, where base images cannot be pulled (scripts/build-images
 # stages bin/NAME and ca-certificates.crt in a context directory):
-#   docker build -f Dockerfile --build-arg BINARIES=prebuilt --target http-source CONTEXT
+#   docker build -f Dockerfile --build-arg BINARIES=prebuilt --build-arg CONNECTOR=http-source \
+#     --target connector CONTEXT
 #
 # Run a connector with flags (the leading -- is allowed) or a mounted connect.yml:
 #   docker run --rm IMAGE -- --endpoint=https://example.com/events --topic=events --create-topic
@@ -17,8 +20,11 @@
 #
 # Where the binaries come from: builder (compiled here) or prebuilt (taken from the context).
 ARG BINARIES=builder
+# The connector of the connector target (a type of the catalogue).
+ARG CONNECTOR=test-source
 
 FROM rust:1.89-bookworm AS builder
+ARG CONNECTOR
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
@@ -28,15 +34,14 @@ COPY . .
 ENV CC_x86_64_unknown_linux_musl=musl-gcc
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --profile image --target x86_64-unknown-linux-musl \
-      -p test-source -p http-source -p http-sink -p mqtt-source -p mqtt-sink \
+    cargo build --locked --profile image --target x86_64-unknown-linux-musl -p "$CONNECTOR" \
  && cargo build --locked --profile image --target x86_64-unknown-linux-musl \
       -p runnel-operator --bin runnel-operator \
  && cargo build --locked --profile image --target x86_64-unknown-linux-musl \
       -p runnel-cli --bin runnel \
  && mkdir -p /out/bin /out/data \
  && cd target/x86_64-unknown-linux-musl/image \
- && cp test-source http-source http-sink mqtt-source mqtt-sink runnel-operator runnel /out/bin/ \
+ && cp "$CONNECTOR" runnel-operator runnel /out/bin/ \
  && cp /etc/ssl/certs/ca-certificates.crt /out/
 
 FROM scratch AS prebuilt
@@ -56,25 +61,10 @@ USER 65532:65532
 # /healthz, /readyz and /metrics.
 EXPOSE 9100
 
-FROM base AS test-source
-COPY --from=binaries /out/bin/test-source /usr/local/bin/test-source
-ENTRYPOINT ["/usr/local/bin/test-source"]
-
-FROM base AS http-source
-COPY --from=binaries /out/bin/http-source /usr/local/bin/http-source
-ENTRYPOINT ["/usr/local/bin/http-source"]
-
-FROM base AS http-sink
-COPY --from=binaries /out/bin/http-sink /usr/local/bin/http-sink
-ENTRYPOINT ["/usr/local/bin/http-sink"]
-
-FROM base AS mqtt-source
-COPY --from=binaries /out/bin/mqtt-source /usr/local/bin/mqtt-source
-ENTRYPOINT ["/usr/local/bin/mqtt-source"]
-
-FROM base AS mqtt-sink
-COPY --from=binaries /out/bin/mqtt-sink /usr/local/bin/mqtt-sink
-ENTRYPOINT ["/usr/local/bin/mqtt-sink"]
+FROM base AS connector
+ARG CONNECTOR
+COPY --from=binaries /out/bin/${CONNECTOR} /usr/local/bin/connector
+ENTRYPOINT ["/usr/local/bin/connector"]
 
 FROM base AS operator
 COPY --from=binaries /out/bin/runnel-operator /usr/local/bin/runnel-operator

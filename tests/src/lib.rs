@@ -327,6 +327,18 @@ impl Drop for Proc {
     }
 }
 
+/// The peak resident memory of process `pid`, in bytes (VmHWM).
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
 /// A connector command with the hub set and the health server on a port the system picks
 /// ([`Proc::health_port`] finds it), so parallel tests never collide.
 pub fn connector(name: &str, hub: &TempHub) -> Command {

@@ -92,6 +92,34 @@ fn every_entry_is_a_whole_connector() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// Each type is a crate of its name under connectors/ with a binary of its name, and the
+/// catalogue's source lists them the way scripts/build-images reads it (one
+/// `Entry::of::<crate::Kind>()` line each).
+#[test]
+fn each_type_is_a_crate_and_the_image_script_reads_them_all() {
+    let root = workspace_root();
+    let source = read(&root.join("connectors/catalog/src/lib.rs"));
+    let listed: Vec<String> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Entry::of::<"))
+        .filter_map(|l| l.split("::").next())
+        .map(|c| c.replace('_', "-"))
+        .collect();
+    let kinds: Vec<String> = CATALOG.iter().map(|e| e.kind.to_string()).collect();
+    assert_eq!(listed, kinds);
+    for k in &kinds {
+        let manifest = read(&root.join("connectors").join(k).join("Cargo.toml"));
+        assert!(
+            manifest.contains(&format!("name = \"{k}\"")),
+            "connectors/{k}/Cargo.toml"
+        );
+        assert!(
+            manifest.contains("[[bin]]"),
+            "connectors/{k}/Cargo.toml has no binary"
+        );
+    }
+}
+
 /// No type list outside the catalogue: the library and tool sources (tests aside) name a
 /// connector type only in that connector's own crate.
 #[test]

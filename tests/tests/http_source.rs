@@ -242,3 +242,102 @@ async fn two_processes_share_one_hub_while_it_is_written() {
         .collect();
     assert_eq!(offsets, (0..500).collect::<Vec<_>>());
 }
+
+const HUGE: usize = 300 << 20;
+
+/// A hostile server: the first answer is a chunked body of 300 MB of `x` (in stream mode
+/// followed by "\nok\n"), later answers are `ok` with a Content-Length.
+async fn hostile_server(then_ok_in_stream: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/big", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            n += 1;
+            let first = n == 1;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                if !first {
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b'x'; 64 << 10];
+                let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                framed.extend(&piece);
+                framed.extend(b"\r\n");
+                for _ in 0..HUGE / piece.len() {
+                    // The connector may stop reading and close: that is its right.
+                    if sock.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                }
+                if then_ok_in_stream {
+                    let _ = sock.write_all(b"4\r\n\nok\n\r\n").await;
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    url
+}
+
+/// Runs http-source against the hostile server until the record after the huge one is in
+/// `topic`; checks it, the peak memory and that the log gives `reason`, then stops it.
+async fn survives_the_huge_one(stream: bool, topic: &str, flags: &[&str], reason: &str) {
+    let hub = TempHub::new();
+    let url = hostile_server(stream).await;
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--topic", topic, "--create-topic", "--endpoint", &url]);
+    cmd.args(flags);
+    let mut p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(
+        Duration::from_secs(120),
+        "the record after the huge one",
+        || async { hub.count(topic).await >= 1 },
+    )
+    .await;
+    assert_eq!(&hub.read_all(topic).await[0].record.value[..], b"ok");
+    let rss = runnel_tests::peak_rss(p.pid());
+    assert!(rss < 200 << 20, "peak RSS {rss} bytes");
+    let log = p.output();
+    assert!(log.contains(reason), "{log}");
+    let failed = runnel_tests::metric(
+        p.health_port().await,
+        "runnel_connector_records_failed_total",
+    )
+    .await
+    .unwrap();
+    assert!(failed >= 1.0);
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+/// A 300 MB poll body is not kept: it is skipped with its size named, memory stays low,
+/// and the next poll is a record as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_poll_body_is_skipped_with_its_size_and_memory_stays_bounded() {
+    let reason = "is over the maximum record size of 1048576 bytes (max_record_size)";
+    survives_the_huge_one(false, "big", &["--interval", "50ms"], reason).await;
+}
+
+/// In stream mode, 300 MB without a delimiter is one oversized record, named with its exact
+/// size; the stream resumes at the delimiter after it, and memory stays low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_stream_without_a_delimiter_stays_bounded_and_resynchronises() {
+    let reason =
+        format!("a record of {HUGE} bytes is over the maximum record size of 1048576 bytes");
+    survives_the_huge_one(true, "stream", &["--stream"], &reason).await;
+}

@@ -89,6 +89,8 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<mqtt_source::MqttSource>(),
     Entry::of::<http_sink::HttpSink>(),
     Entry::of::<mqtt_sink::MqttSink>(),
+    Entry::of::<file_source::FileSource>(),
+    Entry::of::<file_sink::FileSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

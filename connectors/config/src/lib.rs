@@ -91,6 +91,9 @@ pub trait ConnectorKind {
     /// Whether several replicas of it may share one input (a consumer group, a queue), so
     /// the operator may run more than one.
     const SHARES_INPUT: bool = false;
+    /// Whether it is a source that keeps its position in the outside system (a file offset,
+    /// a cursor) in a checkpoint store, so a restart resumes there.
+    const KEEPS_POSITION: bool = false;
     /// The connector's own options. Doc comments become `--help` and the JSON Schema.
     type Config: DeserializeOwned + Serialize + JsonSchema + Validate + Send + Sync + 'static;
 }

@@ -1,5 +1,6 @@
 //! http-source's config: poll an HTTP endpoint every `interval`, or keep one response open and split it into records (`stream: true`), as Fluvio's http-source does. The binary (feature `run`) does it.
 
+use runnel_codec::MaxRecordSize;
 use runnel_config::{
     ConnectorKind, Direction, FieldError, Grade, HumanDuration, Seconds, Validate,
 };
@@ -71,6 +72,12 @@ pub struct HttpSourceConfig {
     /// The longest wait between reconnects. Default 30s.
     #[serde(default = "default_max_backoff", alias = "max-backoff")]
     pub max_backoff: HumanDuration,
+    /// The largest record: a polled body, or one delimited piece of a stream. A larger one
+    /// is not kept: it is skipped with a warning naming its size and counted in
+    /// records_failed, and a stream resumes at the next delimiter. Default 1MiB (Kafka's
+    /// default message size).
+    #[serde(default, alias = "max-record-size")]
+    pub max_record_size: MaxRecordSize,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -137,6 +144,7 @@ impl Validate for HttpSourceConfig {
                 "must be more than 0 when polling",
             ));
         }
+        self.max_record_size.check("max_record_size")?;
         check_backoff(self.initial_backoff, self.max_backoff)
     }
 }

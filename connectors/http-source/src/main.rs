@@ -6,8 +6,12 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use http_source::{HttpSource, HttpSourceConfig, OutputParts, OutputType, StatusPolicy};
 use reqwest::{Client, Response, StatusCode, header::HeaderMap};
+use runnel_codec::{Deframer, Frame, Framing};
 use runnel_runtime::{
-    BoxError, Record, app, config::ConnectorConfig, pipeline::SourceContext, retry::Backoff,
+    BoxError, Record, app,
+    config::{ByteSize, ConnectorConfig},
+    pipeline::SourceContext,
+    retry::Backoff,
 };
 
 /// A request ready to send again and again.
@@ -170,6 +174,7 @@ async fn poll_once(
     p: &Poller,
     timeout: Duration,
     policy: StatusPolicy,
+    max: usize,
     ctx: &SourceContext,
 ) -> Result<Result<(), Failure>, BoxError> {
     let resp = match p.request().timeout(timeout).send().await {
@@ -178,8 +183,12 @@ async fn poll_once(
     };
     ctx.health().set_upstream(true);
     let head = ResponseHead::of(&resp);
-    let body = match resp.bytes().await {
-        Ok(b) => b,
+    let body = match read_body(resp, max).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            ctx.metrics().records_failed.inc();
+            return Ok(Ok(()));
+        }
         Err(e) => return Ok(Err(Failure::Transport(http_common::describe(e)))),
     };
     if !head.status.is_success() && !on_status(policy, &head, ctx)? {
@@ -195,13 +204,40 @@ async fn poll_once(
     Ok(Ok(()))
 }
 
+/// A polled body of at most `max` bytes. A larger one (by its Content-Length, or as it
+/// arrives) is not read further: it is skipped with a warning naming its size and counted
+/// in records_failed, and `None` is returned.
+async fn read_body(mut resp: Response, max: usize) -> Result<Option<Bytes>, reqwest::Error> {
+    if let Some(len) = resp.content_length().filter(|l| *l > max as u64) {
+        skip_oversized(len, true, max);
+        return Ok(None);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            skip_oversized((body.len() + chunk.len()) as u64, false, max);
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+fn skip_oversized(size: u64, complete: bool, max: usize) {
+    tracing::warn!(
+        reason = %runnel_codec::oversized_reason(size, complete, max),
+        "Skipping a record over the maximum size."
+    );
+}
+
 async fn poll_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Result<(), BoxError> {
     let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
     let interval = c.interval.0;
+    let max = usize::try_from(c.max_record_size.0.0).unwrap_or(usize::MAX);
     loop {
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
-            r = poll_once(&p, c.request_timeout.0, c.on_error_status, &ctx) => r?,
+            r = poll_once(&p, c.request_timeout.0, c.on_error_status, max, &ctx) => r?,
             _ = ctx.shutdown().wait() => return Ok(()),
         };
         let wait = match outcome {
@@ -249,7 +285,9 @@ async fn stream_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Res
                     ctx.health().set_upstream(true);
                     backoff.reset();
                     tracing::info!(status = head.status.as_u16(), "Stream opened.");
-                    match read_stream(&p, resp, &head, &delimiter, &ctx).await? {
+                    match read_stream(&p, resp, &head, &delimiter, c.max_record_size.0, &ctx)
+                        .await?
+                    {
                         StreamEnd::Shutdown => return Ok(()),
                         StreamEnd::Closed => "the server closed the stream".to_string(),
                         StreamEnd::Broken(e) => e,
@@ -278,9 +316,10 @@ async fn read_stream(
     mut resp: Response,
     head: &ResponseHead,
     delimiter: &[u8],
+    max: ByteSize,
     ctx: &SourceContext,
 ) -> Result<StreamEnd, BoxError> {
-    let mut buf = BytesMut::new();
+    let mut frames = Deframer::new(Framing::Delimiter(delimiter.to_vec()), max);
     loop {
         let chunk = tokio::select! {
             c = resp.chunk() => c,
@@ -288,28 +327,21 @@ async fn read_stream(
         };
         match chunk {
             Ok(Some(bytes)) => {
-                // Search only where a new delimiter can be: the tail of the old data onward.
-                let mut from = buf.len().saturating_sub(delimiter.len() - 1);
-                buf.extend_from_slice(&bytes);
-                while let Some(pos) = find(&buf[from..], delimiter).map(|i| i + from) {
-                    let piece = buf.split_to(pos);
-                    let _ = buf.split_to(delimiter.len());
-                    from = 0;
-                    if !piece.is_empty() {
-                        ctx.send(Record::new(p.value(head, &piece))).await?;
-                    }
+                frames.push(&bytes);
+                while let Some(frame) = frames.next_frame() {
+                    send_frame(p, head, frame, frames.max(), ctx).await?;
                 }
             }
             Ok(None) => {
-                if !buf.is_empty() {
-                    ctx.send(Record::new(p.value(head, &buf))).await?;
+                if let Some(frame) = frames.finish() {
+                    send_frame(p, head, frame, frames.max(), ctx).await?;
                 }
                 return Ok(StreamEnd::Closed);
             }
             Err(e) => {
-                if !buf.is_empty() {
+                if frames.buffered() > 0 {
                     tracing::warn!(
-                        bytes = buf.len(),
+                        bytes = frames.buffered(),
                         "Discarding an incomplete record: the stream broke before its delimiter."
                     );
                     ctx.metrics().records_failed.inc();
@@ -320,11 +352,23 @@ async fn read_stream(
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() == 1 {
-        return hay.iter().position(|b| *b == needle[0]);
+/// A piece of the stream: a record, or one over the maximum, skipped with its size.
+async fn send_frame(
+    p: &Poller,
+    head: &ResponseHead,
+    frame: Frame,
+    max: usize,
+    ctx: &SourceContext,
+) -> Result<(), BoxError> {
+    match frame {
+        Frame::Record(piece) => ctx.send(Record::new(p.value(head, &piece))).await?,
+        Frame::Oversized { size, complete } => {
+            skip_oversized(size, complete, max);
+            ctx.metrics().records_failed.inc();
+        }
+        Frame::Truncated { .. } => {}
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    Ok(())
 }
 
 async fn run(
@@ -342,15 +386,4 @@ async fn run(
 
 fn main() -> ExitCode {
     app::source_main::<HttpSource, _, _>(run)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_delimiters() {
-        assert_eq!(find(b"ab\r\ncd", b"\r\n"), Some(2));
-        assert_eq!(find(b"abc", b"\n"), None);
-    }
 }

@@ -15,7 +15,10 @@ use crate::{
         Overrides, SecretStore, flags,
     },
     hub::{Hub, HubUrl},
-    pipeline::{self, Deliver, SinkContext, SinkSettings, SourceContext, SourceSettings},
+    pipeline::{
+        self, Deliver, DeliverBatch, SinkContext, SinkRun, SinkSettings, SourceContext,
+        SourceSettings,
+    },
     server::{self, Health},
     shutdown::{self, Shutdown},
     telemetry::{self, LogFormat, Metrics},
@@ -67,6 +70,10 @@ pub struct CommonArgs {
     /// How long shutdown may take to flush and commit before the process gives up.
     #[arg(long, env = "RUNNEL_GRACE_PERIOD", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace_period: HumanDuration,
+    /// Where a source that keeps its position (file-source) saves it; by default a `state`
+    /// folder beside the local hub's file.
+    #[arg(long, env = "RUNNEL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub smartmodule: transform::SmartModuleArgs,
 }
@@ -91,6 +98,7 @@ const RESERVED: &[&str] = &[
     "log-format",
     "health-addr",
     "grace-period",
+    "state-dir",
     "smartmodule-dir",
     "smartmodule-cache",
     "smartmodule-timeout",
@@ -228,6 +236,8 @@ pub fn prepare<C: ConnectorKind>(
 #[derive(Debug, Clone)]
 pub struct Services {
     pub hub: Hub,
+    /// The hub's address, as given.
+    pub url: HubUrl,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
@@ -263,6 +273,7 @@ pub async fn start<T>(p: &Prepared<T>, kind: &str) -> Result<Services, BoxError>
     tracing::info!(connector = %meta.name, r#type = kind, topic = %meta.topic, hub = %url, "Connector started.");
     Ok(Services {
         hub,
+        url,
         health,
         metrics,
         shutdown,
@@ -347,6 +358,12 @@ where
             connector: p.config.meta.name.clone(),
             secrets: p.config.secret_values().to_vec(),
         });
+        if C::KEEPS_POSITION {
+            let path = checkpoint_path(p.args.state_dir.as_deref(), &s.url, &p.config.meta.name);
+            let store = crate::checkpoint::CheckpointStore::open(path)?;
+            tracing::info!(path = %store.path().display(), "Positions are kept in this checkpoint file.");
+            settings.checkpoints = Some(Arc::new(store));
+        }
         let config = Arc::new(p.config);
         let topic = config.meta.topic.clone();
         let run = pipeline::run_source(
@@ -360,6 +377,23 @@ where
         );
         with_grace(run, &s.shutdown, p.args.grace_period.0).await
     }))
+}
+
+/// The checkpoint file of connector `name`: in `--state-dir`, else in a `state` folder
+/// beside the local hub's file (beside the default local hub's for Kafka and NATS hubs).
+pub fn checkpoint_path(state_dir: Option<&std::path::Path>, hub: &HubUrl, name: &str) -> PathBuf {
+    let dir = match (state_dir, hub) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, HubUrl::Local(db)) => db
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("state"),
+        (None, _) => crate::hub::default_local_path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("state"),
+    };
+    dir.join(format!("{name}.checkpoint.json"))
 }
 
 /// Producer settings from meta.producer.
@@ -395,14 +429,59 @@ pub fn sink_settings<T>(config: &ConnectorConfig<T>) -> SinkSettings {
 }
 
 /// The whole `main` of a sink connector: `make` builds the protocol side from the config
-/// and the sink's context.
+/// and the sink's context; it delivers one record at a time, concurrently by key.
 pub fn sink_main<C, D, F>(make: F) -> ExitCode
 where
     C: ConnectorKind,
     D: Deliver,
     F: FnOnce(&ConnectorConfig<C::Config>, &SinkContext) -> Result<D, BoxError> + Send + 'static,
 {
-    let mut p = match prepare::<C>(std::env::args_os()) {
+    any_sink_main::<C, _, _>(|mut p, s, ctx| async move {
+        let deliver = Arc::new(make(&p.config, &ctx)?);
+        let chain = p.chain.take();
+        let run = sink_run(&p, &s, chain).per_record(deliver);
+        with_grace(run, &s.shutdown, p.args.grace_period.0).await
+    })
+}
+
+/// The whole `main` of a sink that writes whole batches ([`DeliverBatch`]).
+pub fn batch_sink_main<C, B, F>(make: F) -> ExitCode
+where
+    C: ConnectorKind,
+    B: DeliverBatch,
+    F: FnOnce(&ConnectorConfig<C::Config>, &SinkContext) -> Result<B, BoxError> + Send + 'static,
+{
+    any_sink_main::<C, _, _>(|mut p, s, ctx| async move {
+        let deliver = Arc::new(make(&p.config, &ctx)?);
+        let chain = p.chain.take();
+        let run = sink_run(&p, &s, chain).batched(deliver);
+        with_grace(run, &s.shutdown, p.args.grace_period.0).await
+    })
+}
+
+fn sink_run<'a, T>(
+    p: &'a Prepared<T>,
+    s: &'a Services,
+    chain: Option<smartmodule_host::Chain>,
+) -> SinkRun<'a> {
+    SinkRun {
+        hub: &s.hub,
+        topic: &p.config.meta.topic,
+        settings: sink_settings(&p.config),
+        chain,
+        health: s.health.clone(),
+        metrics: s.metrics.clone(),
+        shutdown: s.shutdown.clone(),
+    }
+}
+
+fn any_sink_main<C, F, Fut>(run: F) -> ExitCode
+where
+    C: ConnectorKind,
+    F: FnOnce(Prepared<C::Config>, Services, SinkContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+{
+    let p = match prepare::<C>(std::env::args_os()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -413,21 +492,8 @@ where
     };
     finish(on_worker(&rt, async move {
         let s = start(&p, C::TYPE).await?;
-        let chain = p.chain.take();
         // The sink says when its outside system is reachable (SinkContext::set_ready).
         let ctx = SinkContext::new(s.health.clone(), s.metrics.clone(), s.shutdown.clone());
-        let deliver = Arc::new(make(&p.config, &ctx)?);
-        let settings = sink_settings(&p.config);
-        let run = pipeline::run_sink(
-            &s.hub,
-            &p.config.meta.topic,
-            settings,
-            chain,
-            deliver,
-            s.health.clone(),
-            s.metrics.clone(),
-            s.shutdown.clone(),
-        );
-        with_grace(run, &s.shutdown, p.args.grace_period.0).await
+        run(p, s, ctx).await
     }))
 }

@@ -10,6 +10,8 @@
 //!   one machine.
 //! - [`pipeline`]: the stage pipeline for sources (protocol → extract → hub) and sinks
 //!   (hub → extract → protocol), with batching, retries, dead-letter and at-least-once commits.
+//! - [`checkpoint`]: the durable store where a source keeps its position in the outside
+//!   system, saved only once the hub has the records before it.
 //! - [`server`]: `/healthz`, `/readyz` and Prometheus `/metrics`.
 //! - [`telemetry`]: logs (text or JSON) that never print a secret, and the metrics registry.
 //! - [`transform`]: the filter and shape stages, `transforms:` run as one chain of
@@ -18,6 +20,7 @@
 //! - [`app`]: the `main` every connector shares: flags, `--check`, `--schema`, wiring.
 
 pub mod app;
+pub mod checkpoint;
 pub mod hub;
 pub mod pipeline;
 pub mod server;

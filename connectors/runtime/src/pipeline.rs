@@ -27,6 +27,7 @@ pub use runnel_core::{DeliveryError, ErrorPolicy};
 
 use crate::{
     BoxError,
+    checkpoint::{CheckpointError, CheckpointStore, Committer, Pending},
     config::OffsetStart,
     hub::{Hub, HubError, Producer},
     record::{ConsumedRecord, Record},
@@ -43,6 +44,8 @@ pub enum PipelineError {
     Hub(#[from] HubError),
     #[error("{0}")]
     Protocol(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error(
         "record at offset {offset} failed after {attempts} attempt(s) and on_error is stop: {message}"
     )]
@@ -71,6 +74,7 @@ pub struct SourceContext {
     shutdown: Shutdown,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    committer: Option<Committer>,
 }
 
 impl SourceContext {
@@ -85,6 +89,57 @@ impl SourceContext {
         let (tx, rx) = oneshot::channel();
         self.push(record, Some(tx)).await?;
         Ok(rx)
+    }
+
+    /// Hands a record on with the source's position after it (saved under `key` in the
+    /// checkpoint store once the hub stored this record and every one sent before it).
+    /// Giving a position with the last record of each read is enough: the ones before it
+    /// are covered. Without a checkpoint store (the connector did not ask for one) it is
+    /// [`SourceContext::send`].
+    pub async fn send_at(
+        &self,
+        record: Record,
+        key: impl Into<String>,
+        position: serde_json::Value,
+    ) -> Result<(), Closed> {
+        let Some(c) = &self.committer else {
+            return self.send(record).await;
+        };
+        let stored = self.send_acked(record).await?;
+        c.tx.send(Pending {
+            stored: Some(stored),
+            key: key.into(),
+            value: position,
+        })
+        .await
+        .map_err(|_| Closed)
+    }
+
+    /// Saves a position with no record of its own (a read that only skipped bytes): it is
+    /// saved once the records given with [`SourceContext::send_at`] before it are stored.
+    /// Records given with plain [`SourceContext::send`] since the last `send_at` are not
+    /// covered: give the last of them with `send_at` instead.
+    pub async fn save_at(
+        &self,
+        key: impl Into<String>,
+        position: serde_json::Value,
+    ) -> Result<(), Closed> {
+        let Some(c) = &self.committer else {
+            return Ok(());
+        };
+        c.tx.send(Pending {
+            stored: None,
+            key: key.into(),
+            value: position,
+        })
+        .await
+        .map_err(|_| Closed)
+    }
+
+    /// The saved positions, read when the source starts; `None` unless the connector's
+    /// kind keeps a position ([`crate::config::ConnectorKind::KEEPS_POSITION`]).
+    pub fn checkpoints(&self) -> Option<&CheckpointStore> {
+        self.committer.as_ref().map(|c| &*c.store)
     }
 
     async fn push(&self, record: Record, ack: Option<oneshot::Sender<()>>) -> Result<(), Closed> {
@@ -125,6 +180,8 @@ pub struct SourceSettings {
     pub batch_records: usize,
     /// The filter and shape stages, run on each batch before it is written.
     pub transforms: Option<SourceTransforms>,
+    /// Where positions given to [`SourceContext::send_at`] are saved.
+    pub checkpoints: Option<Arc<CheckpointStore>>,
 }
 
 /// A source's SmartModule chain and what happens to the records it rejects.
@@ -144,6 +201,7 @@ impl Default for SourceSettings {
             batch_bytes: 1 << 20,
             batch_records: 4096,
             transforms: None,
+            checkpoints: None,
         }
     }
 }
@@ -153,7 +211,7 @@ impl Default for SourceSettings {
 pub async fn run_source<F, Fut>(
     hub: &Hub,
     topic: &str,
-    settings: SourceSettings,
+    mut settings: SourceSettings,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
@@ -176,11 +234,19 @@ where
         })
     };
     let (tx, rx) = mpsc::channel(settings.batch_records * 2);
+    let (committer, committing) = match settings.checkpoints.take() {
+        Some(store) => {
+            let (c, task) = Committer::start(store, 1024);
+            (Some(c), Some(task))
+        }
+        None => (None, None),
+    };
     let ctx = SourceContext {
         tx,
         shutdown: inner,
         health: health.clone(),
         metrics: metrics.clone(),
+        committer,
     };
     // Its own task, so the protocol and the hub writes run on separate threads.
     let dead_letter = match &settings.transforms {
@@ -207,8 +273,17 @@ where
         .await
         .map_err(|e| PipelineError::Protocol(format!("the producer stage failed: {e}")))?;
     forward.abort();
+    // Every stored record's position is saved before this returns.
+    let c = match committing {
+        Some(task) => task
+            .await
+            .map_err(|e| PipelineError::Protocol(format!("saving checkpoints failed: {e}")))?
+            .map_err(PipelineError::Checkpoint),
+        None => Ok(()),
+    };
     // The hub error is the cause when both failed: the protocol only saw the pipeline close.
     q?;
+    c?;
     p
 }
 
@@ -514,6 +589,19 @@ pub trait Deliver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }
 
+/// The protocol side of a sink that writes whole batches (files, SQL, object stores).
+pub trait DeliverBatch: Send + Sync + 'static {
+    /// Writes `batch` (in offset order) so that it is durable when this returns: the hub
+    /// offset is committed only after. `Err` fails the batch as a whole: it is written again
+    /// as `retry` says, and once retries are spent (or the error is permanent) every record
+    /// of it follows `on_error`. `Ok` lists the records (by index) that failed for good on
+    /// their own and follow `on_error`; the rest were delivered.
+    fn deliver_batch(
+        &self,
+        batch: &[ConsumedRecord],
+    ) -> impl Future<Output = Result<Vec<(usize, DeliveryError)>, DeliveryError>> + Send;
+}
+
 /// How a sink reads, delivers and handles failures.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
@@ -541,20 +629,130 @@ struct Failure {
     error: DeliveryError,
 }
 
-/// Runs a sink until shutdown, or until a record fails under `on_error: stop`.
-// Each argument is a separate owner: settings are shared read-only, the chain is mutable
-// state of this loop alone, the rest are services.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_sink<D: Deliver>(
-    hub: &Hub,
-    topic: &str,
-    settings: SinkSettings,
-    mut chain: Option<smartmodule_host::Chain>,
-    deliver: Arc<D>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-) -> Result<(), PipelineError> {
+/// What a sink runs on: the hub and its topic, how it reads and delivers, the filter and
+/// shape chain and the shared services. Run it with [`SinkRun::per_record`] or
+/// [`SinkRun::batched`].
+pub struct SinkRun<'a> {
+    pub hub: &'a Hub,
+    pub topic: &'a str,
+    pub settings: SinkSettings,
+    pub chain: Option<smartmodule_host::Chain>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+}
+
+impl SinkRun<'_> {
+    /// Runs until shutdown, or until a record fails under `on_error: stop`, delivering one
+    /// record at a time (concurrently by key, as `concurrency` says).
+    pub async fn per_record<D: Deliver>(self, deliver: Arc<D>) -> Result<(), PipelineError> {
+        consume_loop(self, PerRecord(deliver)).await
+    }
+
+    /// The same, with each fetched batch (after the filter and shape stages) given to
+    /// `deliver` whole.
+    pub async fn batched<B: DeliverBatch>(self, deliver: Arc<B>) -> Result<(), PipelineError> {
+        consume_loop(self, Batched(deliver)).await
+    }
+}
+
+/// How a fetched batch reaches the outside system.
+trait SinkSide {
+    fn deliver(
+        &self,
+        batch: &Arc<Vec<ConsumedRecord>>,
+        settings: &Arc<SinkSettings>,
+        metrics: &Arc<Metrics>,
+        shutdown: &Shutdown,
+    ) -> impl Future<Output = Batch> + Send;
+}
+
+struct PerRecord<D>(Arc<D>);
+
+impl<D: Deliver> SinkSide for PerRecord<D> {
+    async fn deliver(
+        &self,
+        batch: &Arc<Vec<ConsumedRecord>>,
+        settings: &Arc<SinkSettings>,
+        metrics: &Arc<Metrics>,
+        shutdown: &Shutdown,
+    ) -> Batch {
+        deliver_batch(batch, &self.0, settings, metrics, shutdown).await
+    }
+}
+
+struct Batched<B>(Arc<B>);
+
+impl<B: DeliverBatch> SinkSide for Batched<B> {
+    /// The whole batch with retries; a write in progress is not interrupted by shutdown (the
+    /// grace period bounds it), a wait between attempts is.
+    async fn deliver(
+        &self,
+        batch: &Arc<Vec<ConsumedRecord>>,
+        settings: &Arc<SinkSettings>,
+        metrics: &Arc<Metrics>,
+        shutdown: &Shutdown,
+    ) -> Batch {
+        let started = Instant::now();
+        let mut backoff = Backoff::from_config(&settings.retry);
+        let max = settings.retry.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            match self.0.deliver_batch(batch).await {
+                Ok(rejected) => {
+                    let mut failures: Vec<Failure> = rejected
+                        .into_iter()
+                        .filter(|(i, _)| *i < batch.len())
+                        .map(|(index, error)| Failure {
+                            index,
+                            attempts: attempt,
+                            error,
+                        })
+                        .collect();
+                    failures.sort_by_key(|f| f.index);
+                    failures.dedup_by_key(|f| f.index);
+                    let delivered = batch.len() - failures.len();
+                    let bytes: usize = batch.iter().map(|r| r.record.size()).sum();
+                    metrics.records_out.inc_by(delivered as u64);
+                    metrics.bytes_out.inc_by(bytes as u64);
+                    metrics.observe_latency(started.elapsed());
+                    return Batch::Done(failures);
+                }
+                Err(error) if !error.retryable || attempt >= max => {
+                    let failures = (0..batch.len())
+                        .map(|index| Failure {
+                            index,
+                            attempts: attempt,
+                            error: error.clone(),
+                        })
+                        .collect();
+                    return Batch::Done(failures);
+                }
+                Err(error) => {
+                    metrics.retries.inc();
+                    let wait = backoff.next_delay();
+                    tracing::warn!(from_offset = batch[0].offset, records = batch.len(), attempt, error = %error.message, retry_in_ms = wait.as_millis() as u64, "Writing the batch failed; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => return Batch::Interrupted,
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), PipelineError> {
+    let SinkRun {
+        hub,
+        topic,
+        settings,
+        mut chain,
+        health,
+        metrics,
+        shutdown,
+    } = run;
     let mut consumer = hub
         .consumer(
             topic,
@@ -638,7 +836,10 @@ pub async fn run_sink<D: Deliver>(
             .await?;
         }
         let batch = Arc::new(batch);
-        let failures = match deliver_batch(&batch, &deliver, &settings, &metrics, &shutdown).await {
+        let failures = match deliver
+            .deliver(&batch, &settings, &metrics, &shutdown)
+            .await
+        {
             Batch::Done(f) => f,
             Batch::Interrupted => {
                 // Shutdown mid-batch: not committed, redelivered after a restart.
@@ -884,6 +1085,7 @@ mod tests {
             batch_bytes: 250,
             batch_records: 64,
             transforms: None,
+            checkpoints: None,
         };
         let metrics = Metrics::new("t", "test");
         run_source(
