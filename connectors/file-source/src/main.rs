@@ -27,9 +27,9 @@ use tokio::runtime::Handle;
 /// Bytes taken from the start of a file to tell it from another that reused its inode.
 const HEAD: usize = 64;
 /// One read.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 /// Reads of one file in a row before the others get their turn.
-const TURN: usize = 64;
+const TURN: usize = 256;
 
 fn main() -> ExitCode {
     app::source_main::<FileSource, _, _>(run)

@@ -1,0 +1,228 @@
+//! file-source against real files: glob, appends, rotation, truncation, gzip, a huge line,
+//! and `kill -9` then a restart from the saved position.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use runnel_tests::{Proc, TempHub, connector, counts, wait_until};
+
+fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l);
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+fn lines(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// file-source on `glob` into topic `t`, following, polling fast.
+fn source(hub: &TempHub, glob: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = connector("file-source", hub);
+    cmd.args(["--name", "files", "--topic", "t", "--create-topic"])
+        .arg("--path")
+        .arg(glob)
+        .args(["--poll-interval", "20ms"])
+        .args(extra);
+    Proc::spawn(cmd, hub.path(&format!("log-{}", fastrand::u32(..))))
+}
+
+async fn values(hub: &TempHub) -> Vec<String> {
+    hub.read_all("t")
+        .await
+        .iter()
+        .map(|r| String::from_utf8(r.record.value.to_vec()).unwrap())
+        .collect()
+}
+
+async fn wait_for(hub: &TempHub, n: u64, what: &str) {
+    wait_until(Duration::from_secs(60), what, || async {
+        hub.count("t").await >= n
+    })
+    .await;
+}
+
+/// Appends are followed; a file renamed away is read to its end and the new file at its
+/// path from its start; a truncated file is read again from its start; a new file that
+/// matches the glob is picked up; nothing is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_appends_rotation_truncation_and_new_files() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.log");
+    append(&app, lines("a", 0..100));
+    let mut p = source(&hub, &dir.path().join("*.log"), &[]);
+    wait_for(&hub, 100, "the first 100 lines").await;
+
+    // Rotation: more lines, then rename and create while the source is running.
+    append(&app, lines("a", 100..150));
+    let rotated = dir.path().join("app.log.1");
+    std::fs::rename(&app, &rotated).unwrap();
+    append(&rotated, lines("a", 150..160));
+    append(&app, lines("b", 0..40));
+    wait_for(&hub, 200, "the rest of the rotated file and the new one").await;
+
+    // Truncation (copytruncate): the file is cut to nothing and written again.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append(&app, lines("c", 0..10));
+    wait_for(&hub, 210, "the lines after the truncation").await;
+
+    // A new match of the glob, and a file that does not match.
+    append(&dir.path().join("other.log"), lines("d", 0..25));
+    append(&dir.path().join("ignored.txt"), lines("x", 0..5));
+    wait_for(&hub, 235, "the new file's lines").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let got = values(&hub).await;
+    let mut want: Vec<String> = lines("a", 0..160);
+    want.extend(lines("b", 0..40));
+    want.extend(lines("c", 0..10));
+    want.extend(lines("d", 0..25));
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "every line exactly once");
+    // Within a file, order holds.
+    let a: Vec<&String> = got.iter().filter(|v| v.starts_with("a-")).collect();
+    assert_eq!(a, lines("a", 0..160).iter().collect::<Vec<_>>());
+    let log = p.output();
+    assert!(log.contains("rotated or removed"), "{log}");
+    assert!(log.contains("was truncated"), "{log}");
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+/// `kill -9` in the middle of a big file; the restart resumes at the saved position:
+/// every line is in the topic, and lines repeat at most one producer batch (4096 records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_file_then_restart_loses_nothing() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.log");
+    const N: u32 = 400_000;
+    append(&file, (0..N).map(|i| format!("{i:099}")));
+    let mut p = source(&hub, &file, &["--follow=false"]);
+    wait_until(Duration::from_secs(60), "part of the file", || async {
+        hub.count("t").await >= 50_000
+    })
+    .await;
+    p.kill9();
+    let before = hub.count("t").await;
+    assert!(
+        before < u64::from(N),
+        "the kill came too late to test anything"
+    );
+    let saved = std::fs::read_to_string(hub.path("state/files.checkpoint.json")).unwrap();
+    assert!(saved.contains("big.log"), "{saved}");
+
+    let mut p = source(&hub, &file, &["--follow=false"]);
+    let status = p.wait_timeout(Duration::from_secs(120)).await.unwrap();
+    assert!(status.success(), "{}", p.output());
+    let got = values(&hub).await;
+    let seen: HashMap<String, usize> = counts(&got);
+    for i in 0..N {
+        assert!(
+            seen.contains_key(&format!("{i:099}")),
+            "line {i} is missing"
+        );
+    }
+    let repeated = got.len() - seen.len();
+    assert!(
+        repeated <= 4096,
+        "{repeated} lines repeated (stored before the kill: {before})"
+    );
+}
+
+/// Gzip files are read decompressed, once; with follow false the connector exits 0 when
+/// every file is read, and a second run reads nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_gzip_once_and_stops_without_follow() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("old.log.gz");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "seq 1 1000 | gzip > {0} && printf 'tail' | gzip >> {0}",
+            gz.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    append(&dir.path().join("new.log"), lines("n", 0..3));
+    for _ in 0..2 {
+        let mut p = source(&hub, &dir.path().join("*.log*"), &["--follow=false"]);
+        let status = p.wait_timeout(Duration::from_secs(60)).await.unwrap();
+        assert!(status.success(), "{}", p.output());
+    }
+    let got = values(&hub).await;
+    let mut want: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+    // Two gzip members, one stream; the last line has no newline and is still a record.
+    want.push("tail".into());
+    want.extend(lines("n", 0..3));
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want);
+}
+
+/// A 300 MB line is skipped with its size named, memory stays under 200 MB, and the line
+/// after it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_line_is_skipped_with_its_size_and_memory_stays_bounded() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("huge.log");
+    {
+        let mut f = std::fs::File::create(&file).unwrap();
+        f.write_all(b"before\n").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..300 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\nafter\n").unwrap();
+    }
+    let mut p = source(&hub, &file, &[]);
+    wait_for(&hub, 2, "the line after the huge one").await;
+    assert_eq!(values(&hub).await, ["before", "after"]);
+    let rss = runnel_tests::peak_rss(p.pid());
+    assert!(rss < 200 << 20, "peak RSS {rss} bytes");
+    let log = p.output();
+    assert!(
+        log.contains(&format!(
+            "a record of {} bytes is over the maximum record size of 1048576 bytes",
+            300 << 20
+        )),
+        "{log}"
+    );
+    p.terminate();
+    assert!(
+        p.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success()
+    );
+}
