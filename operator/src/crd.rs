@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorSpec {
-    /// The connector type: http-source, http-sink, mqtt-source, mqtt-sink or test-source.
     #[serde(rename = "type")]
+    #[schemars(schema_with = "connector_type")]
     pub kind: String,
     /// The connector's version, which picks its image tag. Default: the operator's own
     /// version.
@@ -139,6 +139,19 @@ pub enum Phase {
     Stopped,
     /// The spec cannot run; the message says why.
     Failed,
+}
+
+/// `spec.type`, described with the catalogue's types (the operator checks it, so a type
+/// it does not know is a Failed Connector with the list, not a refused request).
+fn connector_type(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let kinds: Vec<&str> = runnel_catalog::CATALOG.iter().map(|e| e.kind).collect();
+    schemars::json_schema!({
+        "type": "string",
+        "description": format!(
+            "The connector type, one of those `runnel connector types` lists: {}.",
+            kinds.join(", ")
+        )
+    })
 }
 
 /// Any JSON object, kept as given (`x-kubernetes-preserve-unknown-fields`).
