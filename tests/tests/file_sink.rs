@@ -1,6 +1,8 @@
 //! file-sink against a real folder: rolling by size and by age with whole files only, and
 //! `kill -9` mid-stream: nothing committed that is not on disk, nothing lost after restart.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{path::Path, time::Duration};
 
 use runnel_runtime::{Record, config::OffsetStart};

@@ -1,6 +1,8 @@
 //! file-source against real files: glob, appends, rotation, truncation, gzip, a huge line,
 //! and `kill -9` then a restart from the saved position.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{
     collections::HashMap,
     io::Write,
