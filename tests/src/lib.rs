@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod contract;
 pub mod k8s;
 pub mod mosquitto;
 pub mod oracle;

@@ -6,7 +6,11 @@
 use std::{path::Path, time::Duration};
 
 use runnel_runtime::{Record, config::OffsetStart};
-use runnel_tests::{Proc, TempHub, connector, counts, wait_until};
+use runnel_tests::{
+    Proc, TempHub, connector,
+    contract::{self, Contract},
+    counts, wait_until,
+};
 
 fn sink(hub: &TempHub, dir: &Path, extra: &[&str]) -> Proc {
     let mut cmd = connector("file-sink", hub);
@@ -175,4 +179,23 @@ async fn kill_9_mid_stream_commits_nothing_that_is_not_on_disk() {
         repeated <= 1000,
         "{repeated} records written twice (one batch is 1000)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meets_the_connector_contract() {
+    let hub = TempHub::new();
+    let out = tempfile::tempdir().unwrap();
+    produce(&hub, 0..10).await;
+    let mut p = sink(&hub, out.path(), &[]);
+    wait_until(Duration::from_secs(30), "the records committed", || async {
+        committed(&hub).await == 10
+    })
+    .await;
+    let c = Contract {
+        kind: "file-sink",
+        name: "archive",
+        secrets: &[],
+        ready: true,
+    };
+    contract::check(&mut p, c).await;
 }

@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use runnel_tests::{Proc, TempHub, connector, counts, wait_until};
+use runnel_tests::{
+    Proc, TempHub, connector,
+    contract::{self, Contract},
+    counts, wait_until,
+};
 
 fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
     let mut f = std::fs::OpenOptions::new()
@@ -227,4 +231,21 @@ async fn a_huge_line_is_skipped_with_its_size_and_memory_stays_bounded() {
             .unwrap()
             .success()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meets_the_connector_contract() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.log");
+    append(&file, lines("a", 0..10));
+    let mut p = source(&hub, &file, &[]);
+    wait_for(&hub, 10, "the lines").await;
+    let c = Contract {
+        kind: "file-source",
+        name: "files",
+        secrets: &[],
+        ready: true,
+    };
+    contract::check(&mut p, c).await;
 }

@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use runnel_tests::{Proc, Recorder, Reply, TempHub, connector, wait_until};
+use runnel_tests::{
+    Proc, Recorder, Reply, TempHub, connector,
+    contract::{self, Contract},
+    wait_until,
+};
 use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 #[tokio::test]
@@ -340,4 +344,25 @@ async fn an_endless_stream_without_a_delimiter_stays_bounded_and_resynchronises(
     let reason =
         format!("a record of {HUGE} bytes is over the maximum record size of 1048576 bytes");
     survives_the_huge_one(true, "stream", &["--stream"], &reason).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meets_the_connector_contract() {
+    let hub = TempHub::new();
+    let server = Recorder::start(|_, _| Reply::Status(200)).await;
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--name", "poll", "--topic", "polled", "--create-topic"])
+        .args(["--interval", "30ms", "--endpoint", &server.url("/api")]);
+    let mut p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(Duration::from_secs(30), "a record", || async {
+        hub.count("polled").await >= 1
+    })
+    .await;
+    let c = Contract {
+        kind: "http-source",
+        name: "poll",
+        secrets: &[],
+        ready: true,
+    };
+    contract::check(&mut p, c).await;
 }

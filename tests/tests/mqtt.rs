@@ -12,7 +12,12 @@ use std::{
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use runnel_runtime::Record;
-use runnel_tests::{Proc, TempHub, connector, mosquitto::Mosquitto, wait_until};
+use runnel_tests::{
+    Proc, TempHub, connector,
+    contract::{self, Contract},
+    mosquitto::Mosquitto,
+    wait_until,
+};
 
 fn options(m: &Mosquitto, id: &str) -> MqttOptions {
     let mut o = MqttOptions::new(id, "127.0.0.1", m.port);
@@ -724,4 +729,45 @@ async fn broken_configs_exit_2_naming_file_and_field() {
             file.display()
         )
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_meet_the_connector_contract() {
+    let m = Mosquitto::start();
+    let hub = TempHub::new();
+    let mut src = Proc::spawn(
+        {
+            let mut cmd = source(&hub, &m, &["--name", "msrc", "--mqtt-topic", "c/#"]);
+            cmd.args(["--qos", "1"]);
+            cmd
+        },
+        hub.path("src-log"),
+    );
+    subscribed(&src, 1).await;
+    publish(&m, QoS::AtLeastOnce, vec![("c/1".into(), b"x".to_vec())]).await;
+    wait_until(Duration::from_secs(30), "the message", || async {
+        hub.count("in").await >= 1
+    })
+    .await;
+    hub.produce("out", vec![Record::new("y")]).await;
+    let mut cmd = sink(&hub, &m, &["--name", "msink", "--mqtt-topic", "d/1"]);
+    cmd.args(["--consumer-id", "msink"]);
+    let mut snk = Proc::spawn(cmd, hub.path("sink-log"));
+    let port = snk.health_port().await;
+    wait_until(Duration::from_secs(30), "the sink ready", || async {
+        readyz(port).await == 200
+    })
+    .await;
+    for (p, kind, name) in [
+        (&mut src, "mqtt-source", "msrc"),
+        (&mut snk, "mqtt-sink", "msink"),
+    ] {
+        let c = Contract {
+            kind,
+            name,
+            secrets: &[],
+            ready: true,
+        };
+        contract::check(p, c).await;
+    }
 }

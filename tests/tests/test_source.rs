@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
-use runnel_tests::{Proc, TempHub, connector, get, wait_until};
+use runnel_tests::{
+    Proc, TempHub, connector,
+    contract::{self, Contract},
+    get, wait_until,
+};
 
 #[tokio::test]
 async fn produces_count_records_with_dense_offsets() {
@@ -158,4 +162,31 @@ async fn json_logs_when_asked() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(v.get("level").is_some(), "{line}");
     }
+}
+
+#[tokio::test]
+async fn meets_the_connector_contract() {
+    let hub = TempHub::new();
+    let mut cmd = connector("test-source", &hub);
+    cmd.args([
+        "--name",
+        "ts",
+        "--topic",
+        "t",
+        "--create-topic",
+        "--interval",
+        "20",
+    ]);
+    let mut p = Proc::spawn(cmd, hub.path("log"));
+    wait_until(Duration::from_secs(30), "a record", || async {
+        hub.count("t").await >= 1
+    })
+    .await;
+    let c = Contract {
+        kind: "test-source",
+        name: "ts",
+        secrets: &[],
+        ready: true,
+    };
+    contract::check(&mut p, c).await;
 }

@@ -100,6 +100,8 @@ impl<'a> Reader<'a> {
 
     fn run(&mut self) -> Result<(), BoxError> {
         self.scan(true)?;
+        // Ready once the files can be listed; a file that cannot be read stops the source.
+        self.ctx.health().set_upstream(true);
         let mut scanned = Instant::now();
         loop {
             let mut progressed = false;

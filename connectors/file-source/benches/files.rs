@@ -1,6 +1,6 @@
 //! file-source and file-sink against the physical limit, in the same run. Run with
-//! `cargo build --release --locked -p file-source -p file-sink && cargo bench -p
-//! runnel-tests --bench files`. Each case prints `CASE: runnel N unit/s, PEER M unit/s,
+//! `cargo build --release --locked -p file-source -p file-sink && cargo bench --locked -p
+//! file-source --bench files`. Each case prints `CASE: runnel N unit/s, PEER M unit/s,
 //! ratio R`.
 //!
 //! - file-source: 1 GB of 100-byte newline-delimited records read into the local hub
@@ -21,12 +21,56 @@ use std::{
     time::Instant,
 };
 
-use runnel_runtime::{Record, config::OffsetStart};
-use runnel_tests::{TempHub, release_bin};
+use runnel_runtime::{
+    Record,
+    config::OffsetStart,
+    hub::{Hub, HubUrl},
+};
 
 const RECORD: usize = 100;
 const FILE_BYTES: usize = 1 << 30;
 const SINK_N: usize = 2_000_000;
+
+/// A local hub in a temporary folder.
+struct TempHub {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl TempHub {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("local:{}", dir.path().join("hub.db").display());
+        TempHub { _dir: dir, url }
+    }
+
+    async fn hub(&self) -> Hub {
+        Hub::connect(&self.url.parse::<HubUrl>().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn produce(&self, topic: &str, records: Vec<Record>) {
+        let hub = self.hub().await;
+        hub.ensure_topic(topic, true, None).await.unwrap();
+        let mut p = hub.producer(topic).await.unwrap();
+        p.send(records).await.unwrap();
+    }
+}
+
+/// A release binary of the workspace, built first (see the command above).
+fn release_bin(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target.join("release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run cargo build --release --locked -p file-source -p file-sink",
+        path.display()
+    );
+    path
+}
 
 fn line(case: &str, ours: f64, peer_name: &str, peer: f64, unit: &str) {
     println!(
