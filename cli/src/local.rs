@@ -357,7 +357,23 @@ fn start(index: &Index, args: StartArgs, hub: Option<&str>) -> Result<ExitCode> 
         eprintln!("error: --image needs --container");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let meta = match config::read_meta(&args.config, &runnel_catalog::canonical) {
+    // A type outside the catalogue is a connector built outside this repository: it runs
+    // when its binary is found where Runnel's own are looked for.
+    let resolve = |name: &str, direction| {
+        runnel_catalog::canonical(name, direction).or_else(|e| {
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            match plain && !args.container && connector_binary(name).is_ok() {
+                true => Ok(name.to_string()),
+                false => Err(format!(
+                    "{e}; nor is there a connector binary of that name in $RUNNEL_CONNECTOR_DIR, beside runnel or on PATH"
+                )),
+            }
+        })
+    };
+    let meta = match config::read_meta(&args.config, &resolve) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");

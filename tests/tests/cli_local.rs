@@ -278,3 +278,31 @@ fn unknown_names_are_errors() {
     assert_eq!(code, 0);
     assert_eq!(out, "NAME  TYPE  TOPIC  STATUS  PID  AGE\n");
 }
+
+/// A connector written outside the catalogue (examples/custom-connector, a crate on the SDK
+/// by path) runs from its own connect.yml: `runnel local` finds its binary beside runnel.
+#[tokio::test]
+async fn runs_a_connector_built_outside_the_catalogue() {
+    let l = Local::new();
+    let yml = runnel_tests::workspace_root().join("examples/custom-connector/connect.yml");
+    let (code, out, err) = l.runnel(&["local", "start", "--config", yml.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("started kernel (exec-source"), "{out}");
+    wait_until(Duration::from_secs(30), "a line of uname", || async {
+        l.hub.count("kernel").await >= 1
+    })
+    .await;
+    let value = l.hub.read_all("kernel").await[0].record.value.clone();
+    assert!(
+        String::from_utf8_lossy(&value).starts_with("Linux "),
+        "{value:?}"
+    );
+    let (code, _, err) = l.runnel(&["local", "stop", "kernel"]);
+    assert_eq!(code, 0, "{err}");
+    // Its own --check and --schema come from the SDK.
+    let schema = Command::new(bin("exec-source"))
+        .arg("--schema")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&schema.stdout).contains("\"command\""));
+}

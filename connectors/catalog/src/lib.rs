@@ -142,8 +142,8 @@ pub fn resolve(name: &str, direction: Option<Direction>) -> Result<&'static Entr
 }
 
 /// [`resolve`] as the type resolver of `runnel_config::read_meta`.
-pub fn canonical(name: &str, direction: Option<Direction>) -> Result<&'static str, String> {
-    resolve(name, direction).map(|e| e.kind)
+pub fn canonical(name: &str, direction: Option<Direction>) -> Result<String, String> {
+    resolve(name, direction).map(|e| e.kind.to_string())
 }
 
 fn word(d: Direction) -> &'static str {
@@ -165,10 +165,16 @@ mod tests {
             }
             assert_eq!(resolve(a.kind, None).map(|e| e.kind), Ok(a.kind));
         }
-        assert_eq!(canonical("http", None), Ok("http-source"));
-        assert_eq!(canonical("http", Some(Direction::Sink)), Ok("http-sink"));
-        assert_eq!(canonical("test-connector", None), Ok("test-source"));
-        assert_eq!(canonical("mqtt", None), Ok("mqtt-source"));
+        assert_eq!(canonical("http", None).as_deref(), Ok("http-source"));
+        assert_eq!(
+            canonical("http", Some(Direction::Sink)).as_deref(),
+            Ok("http-sink")
+        );
+        assert_eq!(
+            canonical("test-connector", None).as_deref(),
+            Ok("test-source")
+        );
+        assert_eq!(canonical("mqtt", None).as_deref(), Ok("mqtt-source"));
         let e = canonical("test-connector", Some(Direction::Sink)).unwrap_err();
         assert_eq!(e, "test-source is a source connector, this file says sink");
         let e = canonical("ftp", None).unwrap_err();

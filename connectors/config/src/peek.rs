@@ -14,7 +14,7 @@ use super::{
 
 /// Turns a `type:` value (and a flat file's `direction:`) into the canonical type, or says
 /// why it cannot; the connector catalogue provides it (`runnel_catalog::resolve`).
-pub type TypeResolver<'a> = &'a dyn Fn(&str, Option<Direction>) -> Result<&'static str, String>;
+pub type TypeResolver<'a> = &'a dyn Fn(&str, Option<Direction>) -> Result<String, String>;
 
 /// Stands in for a connector so the versioned format's meta can be read with the same code
 /// the connectors use; its section is never looked at.
@@ -89,9 +89,8 @@ pub fn meta_of(text: &str, resolve: TypeResolver<'_>) -> Result<Meta, FieldError
         fluvio::FlatDirection::Source => Direction::Source,
         fluvio::FlatDirection::Sink => Direction::Sink,
     });
-    meta.kind = resolve(&meta.kind, direction)
-        .map_err(|m| FieldError::new(format!("{prefix}type"), m))?
-        .to_string();
+    meta.kind =
+        resolve(&meta.kind, direction).map_err(|m| FieldError::new(format!("{prefix}type"), m))?;
     validate_meta(&meta, prefix)?;
     Ok(meta)
 }
@@ -101,10 +100,10 @@ mod tests {
     use super::*;
 
     /// A stand-in for the catalogue: two types, one alias they share.
-    fn resolve(kind: &str, d: Option<Direction>) -> Result<&'static str, String> {
+    fn resolve(kind: &str, d: Option<Direction>) -> Result<String, String> {
         match (kind, d) {
-            ("test-source" | "test-connector", _) => Ok("test-source"),
-            ("http", Some(Direction::Sink)) | ("http-sink", _) => Ok("http-sink"),
+            ("test-source" | "test-connector", _) => Ok("test-source".into()),
+            ("http", Some(Direction::Sink)) | ("http-sink", _) => Ok("http-sink".into()),
             ("http", None) => Err(format!("{kind:?} names more than one connector")),
             _ => Err(format!("unknown connector type {kind:?}")),
         }
