@@ -249,3 +249,135 @@ async fn meets_the_connector_contract() {
     };
     contract::check(&mut p, c).await;
 }
+
+/// Formats through the hub: a CSV file with a header row, quoting and typed columns becomes
+/// JSON objects (a row that does not decode is skipped with the reason), and file-sink
+/// writes them back as CSV; plain lines become CloudEvents (binary mode, ids from the file
+/// and offset) and are written as structured events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_cloudevents_through_the_hub() {
+    let hub = TempHub::new();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "name,age,admin\n\"Lovelace, Ada\",36,true\n\"Hopper \"\"Amazing\"\" Grace\",85,false\nBabbage,old,false\nTuring,41,\n",
+    )
+    .unwrap();
+    let columns = "{type: csv, csv: {columns: [{name: name}, {name: age, type: integer}, {name: admin, type: boolean}]}}";
+    let mut p = source(&hub, &csv, &["--follow=false", "--format", columns]);
+    assert!(
+        p.wait_timeout(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        p.output()
+    );
+    let rows: Vec<serde_json::Value> = values(&hub)
+        .await
+        .iter()
+        .map(|v| serde_json::from_str(v).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"name": "Lovelace, Ada", "age": 36, "admin": true}),
+            serde_json::json!({"name": "Hopper \"Amazing\" Grace", "age": 85, "admin": false}),
+            serde_json::json!({"name": "Turing", "age": 41, "admin": null}),
+        ]
+    );
+    let log = p.output();
+    assert!(
+        log.contains(r#"does not decode: CSV column "age": "old" is not an integer"#),
+        "{log}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = connector("file-sink", &hub);
+    cmd.args(["--name", "csv-out", "--topic", "t", "--suffix", ".csv"])
+        .arg("--path")
+        .arg(out.path())
+        .args(["--format", columns]);
+    let mut sink = Proc::spawn(cmd, hub.path("sink-log"));
+    wait_until(Duration::from_secs(30), "the CSV file", || async {
+        std::fs::read_dir(out.path()).unwrap().count() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.terminate();
+    assert!(
+        sink.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success()
+    );
+    let file = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap(),
+        "name,age,admin\n\"Lovelace, Ada\",36,true\n\"Hopper \"\"Amazing\"\" Grace\",85,false\nTuring,41,\n"
+    );
+
+    // Plain lines as CloudEvents, then written out structured.
+    let hub = TempHub::new();
+    let log = dir.path().join("events.log");
+    append(&log, lines("e", 0..3));
+    let binary = "{type: cloudevents, cloudevents: {mode: binary, source: /files/events, type: line, datacontenttype: text/plain}}";
+    let mut p = source(&hub, &log, &["--follow=false", "--format", binary]);
+    assert!(
+        p.wait_timeout(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        p.output()
+    );
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = connector("file-sink", &hub);
+    cmd.args(["--name", "ce-out", "--topic", "t"])
+        .arg("--path")
+        .arg(out.path())
+        .args(["--format", "cloudevents"]);
+    let mut sink = Proc::spawn(cmd, hub.path("sink-log"));
+    wait_until(Duration::from_secs(30), "the events file", || async {
+        std::fs::read_dir(out.path()).unwrap().count() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.terminate();
+    assert!(
+        sink.wait_timeout(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .success()
+    );
+    let file = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["source"], "/files/events");
+        assert_eq!(e["type"], "line");
+        assert_eq!(e["datacontenttype"], "text/plain");
+        assert_eq!(e["data"], format!("e-{i}"));
+        let id = e["id"].as_str().unwrap();
+        assert!(
+            id.ends_with(&format!("@{}", 4 * (i + 1))),
+            "{id}: the file and the offset"
+        );
+    }
+}

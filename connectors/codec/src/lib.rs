@@ -7,6 +7,10 @@
 //! the framing has one), and reading resynchronises at the next delimiter. A connector
 //! therefore stays within (records in flight) × (maximum record size) on any input.
 
+pub mod format;
+
+pub use format::{Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
+
 use bytes::{Buf, Bytes, BytesMut};
 use runnel_core::{ByteSize, FieldError};
 use schemars::JsonSchema;
@@ -344,5 +348,7 @@ impl MaxRecordSize {
     }
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! file-sink's config: write a topic into files. The binary (feature `run`) does it.
 
-use runnel_codec::{Framing, FramingKind};
+use runnel_codec::{FormatKind, FormatOptions, Framing, FramingKind, Way, format::CloudEventsMode};
 use runnel_config::{
     ByteSize, ConnectorKind, Direction, FieldError, Grade, HumanDuration, Validate,
 };
@@ -41,6 +41,12 @@ pub struct FileSinkConfig {
     pub framing: FramingKind,
     /// The delimiter of `framing: delimiter`.
     pub delimiter: Option<String>,
+    /// How each record is written: bytes (its value, the default), text, json (the value,
+    /// checked), csv (a JSON object value as a row of `columns`, with a header row first in
+    /// each file) or cloudevents (a structured JSON event from the record's `ce-` headers
+    /// and value). A record that does not encode follows `on_error`.
+    #[serde(default)]
+    pub format: FormatOptions,
     /// Start a new file once the current one holds this much (a batch is never split).
     /// Default 128MiB.
     #[serde(default = "default_roll_size", alias = "roll-size")]
@@ -105,6 +111,15 @@ impl Validate for FileSinkConfig {
         }
         if self.roll_interval.is_some_and(|d| d.0.is_zero()) {
             return Err(FieldError::new("roll_interval", "must be more than 0"));
+        }
+        self.format.check("format", Way::Write)?;
+        if self.format.kind == FormatKind::Cloudevents
+            && self.format.cloudevents.mode == CloudEventsMode::Binary
+        {
+            return Err(FieldError::new(
+                "format.cloudevents.mode",
+                "a file has no headers for binary mode; write events structured",
+            ));
         }
         self.framing().map(|_| ())
     }

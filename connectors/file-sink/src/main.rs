@@ -13,7 +13,7 @@ use std::{
 };
 
 use file_sink::{FileSink, FileSinkConfig, Fsync};
-use runnel_codec::Framing;
+use runnel_codec::{Encoder, Framing};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::ConnectorConfig,
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
 struct Files {
     writer: Arc<Mutex<Writer>>,
     framing: Framing,
+    encoder: Encoder,
     ctx: SinkContext,
 }
 
@@ -38,6 +39,8 @@ struct Writer {
     roll_size: u64,
     roll_interval: Option<Duration>,
     fsync: Fsync,
+    /// What starts every file (CSV's header row), framed.
+    header: Vec<u8>,
     current: Option<Open>,
 }
 
@@ -53,6 +56,12 @@ impl Files {
     fn new(config: &ConnectorConfig<FileSinkConfig>, ctx: &SinkContext) -> Result<Self, BoxError> {
         let c = &config.config;
         let dir = PathBuf::from(&c.path);
+        let framing = c.framing()?;
+        let encoder = Encoder::new(&c.format);
+        let mut header = Vec::new();
+        if let Some(h) = encoder.header() {
+            framing.encode(&h, &mut header)?;
+        }
         std::fs::create_dir_all(&dir).map_err(|e| format!("file.path {}: {e}", dir.display()))?;
         let mut writer = Writer {
             dir,
@@ -61,6 +70,7 @@ impl Files {
             roll_size: c.roll_size.0,
             roll_interval: c.roll_interval.map(|d| d.0),
             fsync: c.fsync,
+            header,
             current: None,
         };
         writer.finish_leftovers()?;
@@ -71,7 +81,8 @@ impl Files {
         }
         Ok(Files {
             writer,
-            framing: c.framing()?,
+            framing,
+            encoder,
             ctx: ctx.clone(),
         })
     }
@@ -85,7 +96,12 @@ impl DeliverBatch for Files {
         let mut bytes = Vec::with_capacity(batch.iter().map(|r| r.record.value.len() + 1).sum());
         let mut rejected = Vec::new();
         for (i, r) in batch.iter().enumerate() {
-            if let Err(e) = self.framing.encode(&r.record.value, &mut bytes) {
+            let id = format!("{}-{}-{}", r.topic, r.partition, r.offset);
+            let framed = self
+                .encoder
+                .encode(&r.record, &id)
+                .and_then(|payload| self.framing.encode(&payload, &mut bytes));
+            if let Err(e) = framed {
                 rejected.push((i, DeliveryError::permanent(e)));
             }
         }
@@ -119,7 +135,9 @@ impl Writer {
             let old = self
                 .roll_interval
                 .is_some_and(|d| open.opened.elapsed() >= d);
-            if open.size > 0 && (open.size + bytes.len() as u64 > self.roll_size || old) {
+            if open.size > self.header.len() as u64
+                && (open.size + bytes.len() as u64 > self.roll_size || old)
+            {
                 self.roll()?;
             }
         }
@@ -132,7 +150,11 @@ impl Writer {
                 .append(true)
                 .open(&part)
                 .map_err(|e| io(&part, e))?;
-            let size = file.metadata().map_err(|e| io(&part, e))?.len();
+            let mut size = file.metadata().map_err(|e| io(&part, e))?.len();
+            if size == 0 && !self.header.is_empty() {
+                (&file).write_all(&self.header).map_err(|e| io(&part, e))?;
+                size = self.header.len() as u64;
+            }
             self.current = Some(Open {
                 file,
                 part,
@@ -209,7 +231,11 @@ async fn roll_by_age(writer: Arc<Mutex<Writer>>, every: Duration, ctx: SinkConte
         let rolled = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
             match &w.current {
-                Some(open) if open.size > 0 && open.opened.elapsed() >= every => w.roll(),
+                Some(open)
+                    if open.size > w.header.len() as u64 && open.opened.elapsed() >= every =>
+                {
+                    w.roll()
+                }
                 _ => Ok(()),
             }
         })

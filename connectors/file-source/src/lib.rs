@@ -1,6 +1,6 @@
 //! file-source's config: read files into a topic. The binary (feature `run`) does it.
 
-use runnel_codec::{Framing, FramingKind, MaxRecordSize};
+use runnel_codec::{FormatOptions, Framing, FramingKind, MaxRecordSize, Way};
 use runnel_config::{ConnectorKind, Direction, FieldError, Grade, HumanDuration, Validate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,12 @@ pub struct FileSourceConfig {
     pub framing: FramingKind,
     /// The delimiter of `framing: delimiter`.
     pub delimiter: Option<String>,
+    /// What each piece is: bytes (as they are, the default), text (UTF-8), json, csv (rows
+    /// to JSON objects; a header row or `columns`) or cloudevents (structured JSON events,
+    /// or `mode: binary` to make events of plain data). A piece that does not decode is
+    /// skipped with the reason in a log line and counted in `records_failed`.
+    #[serde(default)]
+    pub format: FormatOptions,
     /// A longer record is skipped with a log line giving its size, and reading goes on at
     /// the next delimiter. Default 1MiB.
     #[serde(default, alias = "max-record-size")]
@@ -92,6 +98,7 @@ impl Validate for FileSourceConfig {
             return Err(FieldError::new("path_header", "must not be empty"));
         }
         self.framing()?;
+        self.format.check("format", Way::Read)?;
         self.max_record_size.check("max_record_size")
     }
 }

@@ -17,7 +17,7 @@ use std::{
 use bytes::Bytes;
 use file_source::{FileSource, FileSourceConfig, ReadFrom};
 use flate2::read::MultiGzDecoder;
-use runnel_codec::{Deframer, Frame, Framing, oversized_reason};
+use runnel_codec::{Decoder, Deframer, FormatKind, Frame, Framing, oversized_reason};
 use runnel_runtime::{
     BoxError, Record, app, checkpoint::position, config::ConnectorConfig, pipeline::SourceContext,
 };
@@ -70,6 +70,7 @@ struct Tracked {
     offset: u64,
     head: String,
     deframer: Deframer,
+    decoder: Decoder,
     /// The path no longer names it: read to its end, then let go.
     rotated: bool,
 }
@@ -222,14 +223,49 @@ impl<'a> Reader<'a> {
         };
         tracing::info!(path = %path.display(), offset, "Reading the file.");
         let deframer = Deframer::new(self.framing.clone(), self.cfg.max_record_size.0);
+        let mut decoder = Decoder::new(&self.cfg.format);
+        if offset > 0 && self.cfg.format.kind == FormatKind::Csv && self.cfg.format.csv.header {
+            // Resuming past the header row: it still names the columns.
+            self.header_row(path, gzip, &mut decoder)?;
+        }
         Ok(Some(Tracked {
             path: path.to_path_buf(),
             input,
             offset,
             head,
             deframer,
+            decoder,
             rotated: false,
         }))
+    }
+
+    /// Reads a CSV file's first row into `decoder`.
+    fn header_row(&self, path: &Path, gzip: bool, decoder: &mut Decoder) -> Result<(), BoxError> {
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut input: Box<dyn Read> = match gzip {
+            true => Box::new(MultiGzDecoder::new(BufReader::new(file))),
+            false => Box::new(file),
+        };
+        let mut d = Deframer::new(self.framing.clone(), self.cfg.max_record_size.0);
+        let mut buf = vec![0; 4096];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            d.push(&buf[..n]);
+            if let Some(Frame::Record(row)) = d
+                .next_frame()
+                .or_else(|| (n == 0).then(|| d.finish()).flatten())
+            {
+                decoder
+                    .decode(row, "")
+                    .map_err(|e| format!("{}: the header row: {e}", path.display()))?;
+                return Ok(());
+            }
+            if n == 0 {
+                return Err(format!("{}: no header row", path.display()).into());
+            }
+        }
     }
 
     /// Reads what the file has now (up to a turn's worth); at its end a file that is not
@@ -253,7 +289,8 @@ impl<'a> Reader<'a> {
             t.deframer.push(&self.buf[..n]);
             let mut records = Vec::new();
             while let Some(frame) = t.deframer.next_frame() {
-                records.extend(record(frame, t, self.cfg, &self.ctx));
+                let end = t.offset - t.deframer.buffered() as u64;
+                decoded(frame, t, key, end, self.cfg, &self.ctx, &mut records);
             }
             let at = (!t.deframer.is_discarding()).then(|| t.offset - t.deframer.buffered() as u64);
             send(&self.rt, &self.ctx, key, t, records, at, false)?;
@@ -266,12 +303,11 @@ impl<'a> Reader<'a> {
         }
         let ends = matches!(t.input, Input::Gzip(_)) || t.rotated || !follow;
         if ends {
-            let records: Vec<Record> = t
-                .deframer
-                .finish()
-                .into_iter()
-                .flat_map(|f| record(f, t, self.cfg, &self.ctx))
-                .collect();
+            let mut records = Vec::new();
+            if let Some(frame) = t.deframer.finish() {
+                let end = t.offset;
+                decoded(frame, t, key, end, self.cfg, &self.ctx, &mut records);
+            }
             // A file let go because it moved keeps no position; one read for good keeps its end.
             let done = !t.rotated;
             send(&self.rt, &self.ctx, key, t, records, Some(t.offset), done)?;
@@ -291,6 +327,7 @@ impl<'a> Reader<'a> {
                     .map_err(|e| format!("{}: {e}", t.path.display()))?;
                 t.offset = 0;
                 t.deframer = Deframer::new(self.framing.clone(), self.cfg.max_record_size.0);
+                t.decoder = Decoder::new(&self.cfg.format);
                 return Ok(true);
             }
         }
@@ -298,31 +335,44 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A frame as a record; an oversized one is skipped with its size in the log line.
-fn record(
+/// The records of a frame ending at offset `end`, decoded; an oversized frame, or one that
+/// does not decode, is skipped with the reason (its size) in a log line and counted.
+#[allow(clippy::too_many_arguments)]
+fn decoded(
     frame: Frame,
-    t: &Tracked,
+    t: &mut Tracked,
+    key: &str,
+    end: u64,
     cfg: &FileSourceConfig,
     ctx: &SourceContext,
-) -> Option<Record> {
-    let value = match frame {
-        Frame::Record(v) => v,
-        Frame::Oversized { size, complete } => {
-            ctx.metrics().records_failed.inc();
-            tracing::warn!(path = %t.path.display(), reason = %oversized_reason(size, complete, t.deframer.max()), "Record skipped.");
-            return None;
+    out: &mut Vec<Record>,
+) {
+    let reason = match frame {
+        Frame::Record(v) => {
+            let mut pieces = Vec::new();
+            let decoded = t
+                .decoder
+                .decode_into(v, || format!("{key}@{end}"), &mut pieces);
+            for d in pieces {
+                let mut r = Record::new(d.value);
+                r.headers = d.headers;
+                if let Some(h) = &cfg.path_header {
+                    r = r.with_header(h.clone(), Bytes::from(t.path.display().to_string()));
+                }
+                out.push(r);
+            }
+            match decoded {
+                Ok(()) => return,
+                Err(e) => format!("the record ending at byte {end} does not decode: {e}"),
+            }
         }
-        Frame::Truncated { size, expected } => {
-            ctx.metrics().records_failed.inc();
-            tracing::warn!(path = %t.path.display(), size, expected, "The file ends inside a length-prefixed record; its {size} of {expected} bytes are skipped.");
-            return None;
-        }
+        Frame::Oversized { size, complete } => oversized_reason(size, complete, t.deframer.max()),
+        Frame::Truncated { size, expected } => format!(
+            "the file ends inside a length-prefixed record: {size} of its {expected} bytes came"
+        ),
     };
-    let mut r = Record::new(value);
-    if let Some(h) = &cfg.path_header {
-        r = r.with_header(h.clone(), Bytes::from(t.path.display().to_string()));
-    }
-    Some(r)
+    ctx.metrics().records_failed.inc();
+    tracing::warn!(path = %t.path.display(), %reason, "Record skipped.");
 }
 
 /// Hands a read's records on, the position after them with the last (or alone when the

@@ -165,8 +165,20 @@ async fn commit_loop(
         }
         for p in buf.drain(..) {
             let stored = match p.stored {
-                Some(rx) => rx.await.is_ok(),
                 None => true,
+                Some(mut ack) => match ack.try_recv() {
+                    Ok(()) => true,
+                    Err(oneshot::error::TryRecvError::Closed) => false,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        // Caught up with the hub: what is safe so far is saved before
+                        // waiting for the next batch, so saves follow every stored batch.
+                        if dirty {
+                            save(&store).await?;
+                            dirty = false;
+                        }
+                        ack.await.is_ok()
+                    }
+                },
             };
             if !stored {
                 // The pipeline stopped before storing it: nothing from here on is safe.
@@ -175,25 +187,26 @@ async fn commit_loop(
             store.set(p.key, p.value);
             dirty = true;
         }
-        if rx.is_empty() {
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.save())
-                .await
-                .expect("the checkpoint save does not panic")?;
+        if dirty && rx.is_empty() {
+            save(&store).await?;
             dirty = false;
         }
     }
     finish(&store, dirty).await
 }
 
-async fn finish(store: &Arc<CheckpointStore>, dirty: bool) -> Result<(), CheckpointError> {
-    if !dirty {
-        return Ok(());
-    }
+async fn save(store: &Arc<CheckpointStore>) -> Result<(), CheckpointError> {
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.save())
         .await
         .expect("the checkpoint save does not panic")
+}
+
+async fn finish(store: &Arc<CheckpointStore>, dirty: bool) -> Result<(), CheckpointError> {
+    match dirty {
+        true => save(store).await,
+        false => Ok(()),
+    }
 }
 
 /// The value type positions are given as.
