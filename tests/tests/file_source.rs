@@ -250,6 +250,30 @@ async fn meets_the_connector_contract() {
     contract::check(&mut p, c).await;
 }
 
+/// Runs file-sink on topic `t` until it wrote a file, stops it, and gives the file.
+async fn sink_once(hub: &TempHub, extra: &[&str]) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = connector("file-sink", hub);
+    cmd.args(["--name", "out", "--topic", "t", "--path"])
+        .arg(out.path())
+        .args(extra);
+    let mut sink = Proc::spawn(cmd, hub.path("sink-log"));
+    wait_until(Duration::from_secs(30), "the file", || async {
+        std::fs::read_dir(out.path()).unwrap().count() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.terminate();
+    let status = sink.wait_timeout(Duration::from_secs(15)).await.unwrap();
+    assert!(status.success(), "{}", sink.output());
+    let file = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::read_to_string(file.path()).unwrap()
+}
+
 /// Formats through the hub: a CSV file with a header row, quoting and typed columns becomes
 /// JSON objects (a row that does not decode is skipped with the reason), and file-sink
 /// writes them back as CSV; plain lines become CloudEvents (binary mode, ids from the file
@@ -293,33 +317,8 @@ async fn csv_and_cloudevents_through_the_hub() {
         "{log}"
     );
 
-    let out = tempfile::tempdir().unwrap();
-    let mut cmd = connector("file-sink", &hub);
-    cmd.args(["--name", "csv-out", "--topic", "t", "--suffix", ".csv"])
-        .arg("--path")
-        .arg(out.path())
-        .args(["--format", columns]);
-    let mut sink = Proc::spawn(cmd, hub.path("sink-log"));
-    wait_until(Duration::from_secs(30), "the CSV file", || async {
-        std::fs::read_dir(out.path()).unwrap().count() > 0
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sink.terminate();
-    assert!(
-        sink.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
-    let file = std::fs::read_dir(out.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
     assert_eq!(
-        std::fs::read_to_string(file).unwrap(),
+        sink_once(&hub, &["--suffix", ".csv", "--format", columns]).await,
         "name,age,admin\n\"Lovelace, Ada\",36,true\n\"Hopper \"\"Amazing\"\" Grace\",85,false\nTuring,41,\n"
     );
 
@@ -337,33 +336,8 @@ async fn csv_and_cloudevents_through_the_hub() {
         "{}",
         p.output()
     );
-    let out = tempfile::tempdir().unwrap();
-    let mut cmd = connector("file-sink", &hub);
-    cmd.args(["--name", "ce-out", "--topic", "t"])
-        .arg("--path")
-        .arg(out.path())
-        .args(["--format", "cloudevents"]);
-    let mut sink = Proc::spawn(cmd, hub.path("sink-log"));
-    wait_until(Duration::from_secs(30), "the events file", || async {
-        std::fs::read_dir(out.path()).unwrap().count() > 0
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sink.terminate();
-    assert!(
-        sink.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
-    let file = std::fs::read_dir(out.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(file)
-        .unwrap()
+    let events: Vec<serde_json::Value> = sink_once(&hub, &["--format", "cloudevents"])
+        .await
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
