@@ -214,7 +214,7 @@ fn errors_name_the_field() {
         ),
         (
             "meta: {name: x, type: ftp-source, topic: t}\n",
-            "meta.type: unknown connector type \"ftp-source\": expected test-source, http-source, mqtt-source, http-sink, mqtt-sink (or Fluvio's http, mqtt, test-connector)",
+            "meta.type: unknown connector type \"ftp-source\": expected test-source, http-source,",
         ),
         (
             "meta: {name: My_Conn, type: http-source, topic: t}\n",

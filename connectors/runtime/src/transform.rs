@@ -9,8 +9,8 @@ use clap::Args;
 use smartmodule_host::{Chain, ChainBuilder, Engine, EngineConfig, Limits, Params};
 
 use crate::config::{HumanDuration, Transform};
-use crate::pipeline::ErrorPolicy;
 use crate::record::Record;
+use runnel_core::ErrorPolicy;
 
 /// Flags for the SmartModule stages.
 #[derive(Args, Debug, Clone)]
