@@ -319,6 +319,26 @@ impl Proc {
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// SIGTERM, then exit 0 within 15 s (the output is in the failure).
+    pub async fn stop(&mut self) {
+        self.terminate();
+        let status = self.wait_timeout(Duration::from_secs(15)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "no clean exit after SIGTERM ({status:?}):\n{}",
+            self.output()
+        );
+    }
+}
+
+/// Checks that every item of `want` is in `got` and returns how many of `got` repeat.
+pub fn each_present(got: &[String], want: impl IntoIterator<Item = String>) -> usize {
+    let seen = counts(got);
+    for w in want {
+        assert!(seen.contains_key(&w), "{w:?} is missing");
+    }
+    got.len() - seen.len()
 }
 
 impl Drop for Proc {

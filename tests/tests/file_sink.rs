@@ -92,13 +92,7 @@ async fn rolls_by_size_and_age_and_leaves_only_whole_files() {
         },
     )
     .await;
-    p.terminate();
-    assert!(
-        p.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
+    p.stop().await;
     let fs = files(out.path());
     assert!(fs.len() >= 2, "{fs:?}");
     let mut all = Vec::new();
@@ -153,13 +147,7 @@ async fn kill_9_mid_stream_commits_nothing_that_is_not_on_disk() {
         || async { committed(&hub).await == i64::from(N) },
     )
     .await;
-    p.terminate();
-    assert!(
-        p.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
+    p.stop().await;
     let fs = files(out.path());
     assert!(
         fs.iter().all(|(n, _)| !n.ends_with(".part")),
@@ -167,14 +155,7 @@ async fn kill_9_mid_stream_commits_nothing_that_is_not_on_disk() {
         fs.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
     let all: Vec<String> = fs.into_iter().flat_map(|(_, l)| l).collect();
-    let seen = counts(&all);
-    for i in 0..N {
-        assert!(
-            seen.contains_key(&format!("{i:08}")),
-            "record {i} is missing"
-        );
-    }
-    let repeated = all.len() - seen.len();
+    let repeated = runnel_tests::each_present(&all, (0..N).map(|i| format!("{i:08}")));
     assert!(
         repeated <= 1000,
         "{repeated} records written twice (one batch is 1000)"

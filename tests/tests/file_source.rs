@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
     time::Duration,
@@ -13,7 +12,7 @@ use std::{
 use runnel_tests::{
     Proc, TempHub, connector,
     contract::{self, Contract},
-    counts, wait_until,
+    wait_until,
 };
 
 fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
@@ -112,13 +111,7 @@ async fn follows_appends_rotation_truncation_and_new_files() {
     let log = p.output();
     assert!(log.contains("rotated or removed"), "{log}");
     assert!(log.contains("was truncated"), "{log}");
-    p.terminate();
-    assert!(
-        p.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
+    p.stop().await;
 }
 
 /// `kill -9` in the middle of a big file; the restart resumes at the saved position:
@@ -148,14 +141,7 @@ async fn kill_9_mid_file_then_restart_loses_nothing() {
     let status = p.wait_timeout(Duration::from_secs(120)).await.unwrap();
     assert!(status.success(), "{}", p.output());
     let got = values(&hub).await;
-    let seen: HashMap<String, usize> = counts(&got);
-    for i in 0..N {
-        assert!(
-            seen.contains_key(&format!("{i:099}")),
-            "line {i} is missing"
-        );
-    }
-    let repeated = got.len() - seen.len();
+    let repeated = runnel_tests::each_present(&got, (0..N).map(|i| format!("{i:099}")));
     assert!(
         repeated <= 4096,
         "{repeated} lines repeated (stored before the kill: {before})"
@@ -224,13 +210,7 @@ async fn a_huge_line_is_skipped_with_its_size_and_memory_stays_bounded() {
         )),
         "{log}"
     );
-    p.terminate();
-    assert!(
-        p.wait_timeout(Duration::from_secs(15))
-            .await
-            .unwrap()
-            .success()
-    );
+    p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,9 +243,7 @@ async fn sink_once(hub: &TempHub, extra: &[&str]) -> String {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sink.terminate();
-    let status = sink.wait_timeout(Duration::from_secs(15)).await.unwrap();
-    assert!(status.success(), "{}", sink.output());
+    sink.stop().await;
     let file = std::fs::read_dir(out.path())
         .unwrap()
         .next()
