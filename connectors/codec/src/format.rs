@@ -14,6 +14,8 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use runnel_core::{FieldError, Record};
+
+use crate::CodecError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -255,11 +257,24 @@ impl Decoder {
         }
     }
 
+    /// Starts a new stream (a new poll body, a new message, a new connection): with a CSV
+    /// header row, the next piece's first row is the header again.
+    pub fn reset(&mut self) {
+        if self.opts.csv.header {
+            self.names = None;
+        }
+    }
+
+    /// Whether pieces go through unchanged (`bytes`): nothing to check or convert.
+    pub fn is_passthrough(&self) -> bool {
+        self.opts.kind == FormatKind::Bytes
+    }
+
     /// The records `piece` holds: one, except CSV (a piece may hold several rows, or be the
     /// header row and hold none). `id` is the id of an event made here (binary mode): make
     /// it unique and stable, so a piece read again gets the same id (file-source gives
     /// the file and the offset).
-    pub fn decode(&mut self, piece: Bytes, id: &str) -> Result<Vec<Decoded>, String> {
+    pub fn decode(&mut self, piece: Bytes, id: &str) -> Result<Vec<Decoded>, CodecError> {
         let mut out = Vec::new();
         self.decode_into(piece, || id.to_string(), &mut out)?;
         Ok(out)
@@ -272,15 +287,22 @@ impl Decoder {
         piece: Bytes,
         id: impl FnOnce() -> String,
         out: &mut Vec<Decoded>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         match self.opts.kind {
             FormatKind::Bytes => {}
             FormatKind::Text => {
-                std::str::from_utf8(&piece).map_err(|e| format!("not UTF-8 text: {e}"))?;
+                std::str::from_utf8(&piece).map_err(|source| CodecError::Utf8 {
+                    what: "the piece",
+                    source,
+                })?;
             }
             FormatKind::Json => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(&piece)
-                    .map_err(|e| format!("not JSON: {e}"))?;
+                serde_json::from_slice::<serde::de::IgnoredAny>(&piece).map_err(|source| {
+                    CodecError::Json {
+                        what: "the piece",
+                        source,
+                    }
+                })?;
             }
             FormatKind::Csv => return self.csv_rows(&piece, out),
             FormatKind::Cloudevents => match self.opts.cloudevents.mode {
@@ -311,7 +333,7 @@ impl Decoder {
         Ok(())
     }
 
-    fn csv_rows(&mut self, piece: &[u8], out: &mut Vec<Decoded>) -> Result<(), String> {
+    fn csv_rows(&mut self, piece: &[u8], out: &mut Vec<Decoded>) -> Result<(), CodecError> {
         let csv = &self.opts.csv;
         let mut reader = ::csv::ReaderBuilder::new()
             .has_headers(false)
@@ -320,12 +342,14 @@ impl Decoder {
             .quote(csv.quote as u8)
             .from_reader(piece);
         for row in reader.byte_records() {
-            let row = row.map_err(|e| format!("not CSV: {e}"))?;
+            let row = row.map_err(CodecError::Csv)?;
             let fields: Vec<String> = row
                 .iter()
                 .map(|f| {
-                    String::from_utf8(f.to_vec())
-                        .map_err(|_| "a CSV field is not UTF-8".to_string())
+                    String::from_utf8(f.to_vec()).map_err(|e| CodecError::Utf8 {
+                        what: "a CSV field",
+                        source: e.utf8_error(),
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             let Some(names) = &self.names else {
@@ -333,11 +357,11 @@ impl Decoder {
                 continue;
             };
             if fields.len() != names.len() {
-                return Err(format!(
+                return Err(CodecError::Invalid(format!(
                     "a CSV row has {} fields, the header {}",
                     fields.len(),
                     names.len()
-                ));
+                )));
             }
             let mut obj = Map::new();
             for (name, field) in names.iter().zip(fields) {
@@ -356,11 +380,12 @@ impl Decoder {
     }
 }
 
-fn typed(name: &str, field: String, kind: ColumnType) -> Result<Value, String> {
+fn typed(name: &str, field: String, kind: ColumnType) -> Result<Value, CodecError> {
     if field.is_empty() && kind != ColumnType::String {
         return Ok(Value::Null);
     }
-    let bad = |what: &str| format!("CSV column {name:?}: {field:?} is not {what}");
+    let bad =
+        |what: &str| CodecError::Invalid(format!("CSV column {name:?}: {field:?} is not {what}"));
     Ok(match kind {
         ColumnType::String => Value::String(field),
         ColumnType::Integer => {
@@ -389,35 +414,38 @@ const REQUIRED: [&str; 4] = ["id", "source", "type", "specversion"];
 
 /// A structured-mode event as a binary-mode record: attributes to `ce-` headers (and
 /// `datacontenttype` to `content-type`), `data` (or `data_base64`) to the value.
-fn structured_to_binary(piece: &[u8]) -> Result<Decoded, String> {
-    let v: Value =
-        serde_json::from_slice(piece).map_err(|e| format!("not a CloudEvent (not JSON): {e}"))?;
+fn structured_to_binary(piece: &[u8]) -> Result<Decoded, CodecError> {
+    let invalid = |m: &str| CodecError::Invalid(m.to_string());
+    let v: Value = serde_json::from_slice(piece).map_err(|source| CodecError::Json {
+        what: "the CloudEvent",
+        source,
+    })?;
     let Value::Object(mut obj) = v else {
-        return Err("not a CloudEvent: not a JSON object".into());
+        return Err(invalid("not a CloudEvent: not a JSON object"));
     };
     for a in REQUIRED {
         match obj.get(a) {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => {
-                return Err(format!(
+                return Err(CodecError::Invalid(format!(
                     "not a CloudEvent: the {a:?} attribute is missing or not a string"
-                ));
+                )));
             }
         }
     }
     if obj.get("specversion") != Some(&Value::String("1.0".into())) {
-        return Err("not a CloudEvent 1.0: specversion is not \"1.0\"".into());
+        return Err(invalid("not a CloudEvent 1.0: specversion is not \"1.0\""));
     }
     let value = match (obj.remove("data"), obj.remove("data_base64")) {
-        (Some(_), Some(_)) => return Err("a CloudEvent has both data and data_base64".into()),
+        (Some(_), Some(_)) => return Err(invalid("a CloudEvent has both data and data_base64")),
         (Some(Value::String(s)), None) => Bytes::from(s),
         (Some(other), None) => Bytes::from(serde_json::to_vec(&other).expect("JSON serialises")),
         (None, Some(Value::String(b))) => Bytes::from(
             base64::engine::general_purpose::STANDARD
                 .decode(b)
-                .map_err(|e| format!("a CloudEvent's data_base64 is not base64: {e}"))?,
+                .map_err(CodecError::Base64)?,
         ),
-        (None, Some(_)) => return Err("a CloudEvent's data_base64 is not a string".into()),
+        (None, Some(_)) => return Err(invalid("a CloudEvent's data_base64 is not a string")),
         (None, None) => Bytes::new(),
     };
     let mut headers = Vec::with_capacity(obj.len());
@@ -460,21 +488,30 @@ impl Encoder {
 
     /// One record's payload (without framing). `id` names the record where an event needs
     /// an id it lacks (`topic-partition-offset`).
-    pub fn encode(&self, record: &Record, id: &str) -> Result<Vec<u8>, String> {
+    pub fn encode(&self, record: &Record, id: &str) -> Result<Vec<u8>, CodecError> {
         let value = &record.value;
         match self.opts.kind {
             FormatKind::Bytes => Ok(value.to_vec()),
             FormatKind::Text => std::str::from_utf8(value)
                 .map(|s| s.as_bytes().to_vec())
-                .map_err(|e| format!("the value is not UTF-8 text: {e}")),
+                .map_err(|source| CodecError::Utf8 {
+                    what: "the value",
+                    source,
+                }),
             FormatKind::Json => serde_json::from_slice::<serde::de::IgnoredAny>(value)
                 .map(|_| value.to_vec())
-                .map_err(|e| format!("the value is not JSON: {e}")),
+                .map_err(|source| CodecError::Json {
+                    what: "the value",
+                    source,
+                }),
             FormatKind::Csv => {
-                let v: Value = serde_json::from_slice(value)
-                    .map_err(|e| format!("the value is not a JSON object: {e}"))?;
+                let v: Value =
+                    serde_json::from_slice(value).map_err(|source| CodecError::Json {
+                        what: "the value",
+                        source,
+                    })?;
                 let Value::Object(obj) = v else {
-                    return Err("the value is not a JSON object".into());
+                    return Err(CodecError::Invalid("the value is not a JSON object".into()));
                 };
                 let fields: Vec<String> = self
                     .opts
@@ -498,7 +535,7 @@ impl Encoder {
         }
     }
 
-    fn structured(&self, record: &Record, id: &str) -> Result<Vec<u8>, String> {
+    fn structured(&self, record: &Record, id: &str) -> Result<Vec<u8>, CodecError> {
         let ce = &self.opts.cloudevents;
         let mut obj = Map::new();
         obj.insert("specversion".into(), Value::from("1.0"));
@@ -523,9 +560,9 @@ impl Encoder {
         }
         for a in REQUIRED {
             if !obj.contains_key(a) {
-                return Err(format!(
+                return Err(CodecError::Invalid(format!(
                     "the record has no ce-{a} header and format.cloudevents.{a} is not set"
-                ));
+                )));
             }
         }
         let json_data = obj

@@ -7,8 +7,10 @@
 //! the framing has one), and reading resynchronises at the next delimiter. A connector
 //! therefore stays within (records in flight) × (maximum record size) on any input.
 
+mod error;
 pub mod format;
 
+pub use error::CodecError;
 pub use format::{Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -288,7 +290,7 @@ impl FramingKind {
 impl Framing {
     /// Appends `value` framed: followed by its delimiter, or preceded by its length. A value
     /// over 4 GiB cannot be length-prefixed and is refused.
-    pub fn encode(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn encode(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         match self {
             Framing::Bytes => out.extend_from_slice(value),
             Framing::Newline => {
@@ -300,12 +302,8 @@ impl Framing {
                 out.extend_from_slice(d);
             }
             Framing::LengthPrefixed => {
-                let len = u32::try_from(value.len()).map_err(|_| {
-                    format!(
-                        "a record of {} bytes is too long to length-prefix",
-                        value.len()
-                    )
-                })?;
+                let len =
+                    u32::try_from(value.len()).map_err(|_| CodecError::TooLong(value.len()))?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(value);
             }

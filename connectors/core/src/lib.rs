@@ -9,11 +9,13 @@
 //! - [`values`]: durations and sizes written the way Fluvio's files write them.
 //! - [`retry`]: retry settings and backoff with jitter.
 //! - [`mask`]: secret values replaced by `******` in any text.
+//! - [`report`]: an error and its causes on one line.
 
 mod field;
 pub mod mask;
 pub mod policy;
 pub mod record;
+pub mod report;
 pub mod retry;
 pub mod topic;
 pub mod values;
@@ -21,6 +23,7 @@ pub mod values;
 pub use field::{FieldError, join_path};
 pub use policy::{DeliveryError, ErrorPolicy};
 pub use record::{ConsumedRecord, Record, now_millis};
+pub use report::{Chain, chain};
 pub use values::{ByteSize, HumanDuration, Seconds};
 
 /// Errors from a protocol or an outside system, as a connector reports them.

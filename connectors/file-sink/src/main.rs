@@ -102,7 +102,7 @@ impl DeliverBatch for Files {
                 .encode(&r.record, &id)
                 .and_then(|payload| self.framing.encode(&payload, &mut bytes));
             if let Err(e) = framed {
-                rejected.push((i, DeliveryError::permanent(e)));
+                rejected.push((i, DeliveryError::permanent(runnel_runtime::chain(&e))));
             }
         }
         let first = batch[0].offset;

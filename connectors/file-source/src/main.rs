@@ -257,9 +257,13 @@ impl<'a> Reader<'a> {
                 .next_frame()
                 .or_else(|| (n == 0).then(|| d.finish()).flatten())
             {
-                decoder
-                    .decode(row, "")
-                    .map_err(|e| format!("{}: the header row: {e}", path.display()))?;
+                decoder.decode(row, "").map_err(|e| {
+                    format!(
+                        "{}: the header row: {}",
+                        path.display(),
+                        runnel_runtime::Chain(&e)
+                    )
+                })?;
                 return Ok(());
             }
             if n == 0 {
@@ -363,7 +367,10 @@ fn decoded(
             }
             match decoded {
                 Ok(()) => return,
-                Err(e) => format!("the record ending at byte {end} does not decode: {e}"),
+                Err(e) => format!(
+                    "the record ending at byte {end} does not decode: {}",
+                    runnel_runtime::Chain(&e)
+                ),
             }
         }
         Frame::Oversized { size, complete } => oversized_reason(size, complete, t.deframer.max()),

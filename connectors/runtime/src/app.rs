@@ -326,7 +326,7 @@ fn finish(result: Result<(), BoxError>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(error = %e, "Connector failed.");
+            tracing::error!(error = %crate::Chain(&*e), "Connector failed.");
             ExitCode::FAILURE
         }
     }

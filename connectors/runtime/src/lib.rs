@@ -29,4 +29,4 @@ pub mod telemetry;
 pub mod transform;
 
 pub use runnel_config as config;
-pub use runnel_core::{BoxError, ConsumedRecord, Record, record, retry};
+pub use runnel_core::{BoxError, Chain, ConsumedRecord, Record, chain, record, retry};

@@ -40,10 +40,21 @@ use crate::{
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("hub: {0}")]
+    #[error(transparent)]
     Hub(#[from] HubError),
-    #[error("{0}")]
-    Protocol(String),
+    /// The connector's protocol side failed; its error, causes and all.
+    #[error(transparent)]
+    Protocol(BoxError),
+    /// A stage's task panicked or was cancelled.
+    #[error("{what}")]
+    Task {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A SmartModule rejected a record and the policy is stop.
+    #[error("a SmartModule rejected a record and --on-transform-error is stop: {0}")]
+    Rejected(String),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
@@ -265,19 +276,21 @@ where
         health,
         stop,
     ));
-    let p = protocol(ctx)
-        .await
-        .map_err(|e| PipelineError::Protocol(e.to_string()));
+    let p = protocol(ctx).await.map_err(PipelineError::Protocol);
     // The protocol's context is gone: the channel closes and the producer drains it.
-    let q = producing
-        .await
-        .map_err(|e| PipelineError::Protocol(format!("the producer stage failed: {e}")))?;
+    let q = producing.await.map_err(|source| PipelineError::Task {
+        what: "the producer stage failed".into(),
+        source,
+    })?;
     forward.abort();
     // Every stored record's position is saved before this returns.
     let c = match committing {
         Some(task) => task
             .await
-            .map_err(|e| PipelineError::Protocol(format!("saving checkpoints failed: {e}")))?
+            .map_err(|source| PipelineError::Task {
+                what: "saving checkpoints failed".into(),
+                source,
+            })?
             .map_err(PipelineError::Checkpoint),
         None => Ok(()),
     };
@@ -382,9 +395,8 @@ async fn produce_loop(
                     match t.on_error {
                         ErrorPolicy::Stop => {
                             stop.trigger();
-                            return Err(PipelineError::Protocol(format!(
-                                "a SmartModule rejected a record and --on-transform-error is stop: {}",
-                                crate::config::secrets_masked(&r.reason, &t.secrets)
+                            return Err(PipelineError::Rejected(crate::config::secrets_masked(
+                                &r.reason, &t.secrets,
                             )));
                         }
                         ErrorPolicy::Skip => {
@@ -471,7 +483,7 @@ impl Written {
             }
             self.health.set_hub(false);
             self.metrics.retries.inc();
-            tracing::warn!(error = %e, records = f.records.len(), "Writing a batch to the hub failed; writing it again.");
+            tracing::warn!(error = %crate::Chain(&e), records = f.records.len(), "Writing a batch to the hub failed; writing it again.");
             if let Err(e) = self.producer.recover() {
                 self.stop.trigger();
                 return Err(e.into());
@@ -536,7 +548,7 @@ async fn send_with_retry(
                 health.set_hub(false);
                 metrics.retries.inc();
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "Writing to the hub failed; retrying.");
+                tracing::warn!(error = %crate::Chain(&e), attempt, retry_in_ms = wait.as_millis() as u64, "Writing to the hub failed; retrying.");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -850,10 +862,13 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
                 return Ok(());
             }
             Batch::Panicked(e) => {
-                return Err(PipelineError::Protocol(format!(
-                    "delivering the batch from offset {} failed: {e}",
-                    batch[0].offset
-                )));
+                return Err(PipelineError::Task {
+                    what: format!(
+                        "delivering the batch from offset {} failed",
+                        batch[0].offset
+                    ),
+                    source: e,
+                });
             }
         };
         for f in failures {
@@ -932,7 +947,7 @@ enum Batch {
     /// Shutdown came first.
     Interrupted,
     /// The connector's deliver panicked.
-    Panicked(String),
+    Panicked(tokio::task::JoinError),
 }
 
 async fn deliver_batch<D: Deliver>(
@@ -1009,7 +1024,7 @@ async fn deliver_batch<D: Deliver>(
         match done {
             Ok(Some(f)) => failures.extend(f),
             Ok(None) => interrupted = true,
-            Err(e) => panicked = Some(e.to_string()),
+            Err(e) => panicked = Some(e),
         }
     }
     if let Some(e) = panicked {

@@ -135,10 +135,12 @@ impl std::fmt::Debug for KafkaHub {
     }
 }
 
-fn err(brokers: &str, e: impl std::fmt::Display) -> HubError {
+/// A failed request: what was asked, and librdkafka's error as the cause.
+fn err(brokers: &str, what: impl Into<String>, e: impl Into<crate::BoxError>) -> HubError {
     HubError::Remote {
         hub: format!("kafka://{brokers}"),
-        message: e.to_string(),
+        what: what.into(),
+        source: Some(e.into()),
     }
 }
 
@@ -159,11 +161,11 @@ impl KafkaHub {
         let context = MetaContext::default();
         let admin: AdminClient<MetaContext> = base_config(brokers)
             .create_with_context(context.clone())
-            .map_err(|e| err(brokers, e))?;
+            .map_err(|e| err(brokers, "creating the admin client", e))?;
         let meta: BaseConsumer<MetaContext> = base_config(brokers)
             .set("group.id", "runnel-metadata")
             .create_with_context(context.clone())
-            .map_err(|e| err(brokers, e))?;
+            .map_err(|e| err(brokers, "creating the metadata client", e))?;
         let hub = KafkaHub {
             brokers: brokers.to_string(),
             producer_config: ProducerConfig::default(),
@@ -172,11 +174,15 @@ impl KafkaHub {
         };
         let m = hub.meta.clone();
         let reached = hub
-            .blocking(move || m.fetch_metadata(None, META_TIMEOUT).map(|_| ()))
+            .blocking("reading the cluster metadata", move || {
+                m.fetch_metadata(None, META_TIMEOUT).map(|_| ())
+            })
             .await;
         match reached {
             Ok(()) => Ok(hub),
-            Err(HubError::Remote { hub: url, message }) => {
+            Err(HubError::Remote {
+                hub: url, source, ..
+            }) => {
                 // rdkafka queues librdkafka's log lines and errors until the client is
                 // polled (nothing else polls the metadata client); the cause is logged at
                 // about the moment the request fails, so give it a moment to arrive.
@@ -189,11 +195,16 @@ impl KafkaHub {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let message = match cause {
-                    Some(c) => format!("cannot reach the brokers: {message}; librdkafka: {c}"),
-                    None => format!("cannot reach the brokers: {message}"),
+                // librdkafka's logged reason says more than the request's error.
+                let what = match cause {
+                    Some(c) => format!("cannot reach the brokers (librdkafka: {c})"),
+                    None => "cannot reach the brokers".to_string(),
                 };
-                Err(HubError::Remote { hub: url, message })
+                Err(HubError::Remote {
+                    hub: url,
+                    what,
+                    source,
+                })
             }
             Err(e) => Err(e),
         }
@@ -206,13 +217,14 @@ impl KafkaHub {
 
     async fn blocking<T: Send + 'static>(
         &self,
+        what: &str,
         f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, HubError> {
         let brokers = self.brokers.clone();
         tokio::task::spawn_blocking(f)
             .await
-            .map_err(|e| err(&brokers, e))?
-            .map_err(|e| err(&brokers, e))
+            .map_err(|e| err(&brokers, what, e))?
+            .map_err(|e| err(&brokers, what, e))
     }
 
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), HubError> {
@@ -229,7 +241,7 @@ impl KafkaHub {
             .admin
             .create_topics([&topic], &opts)
             .await
-            .map_err(|e| err(&self.brokers, e))?;
+            .map_err(|e| err(&self.brokers, format!("creating topic {name:?}"), e))?;
         for r in results {
             match r {
                 Ok(_) => {}
@@ -237,7 +249,7 @@ impl KafkaHub {
                     return Err(HubError::TopicExists(name.to_string()));
                 }
                 Err((t, code)) => {
-                    return Err(err(&self.brokers, format!("creating topic {t:?}: {code}")));
+                    return Err(err(&self.brokers, format!("creating topic {t:?}"), code));
                 }
             }
         }
@@ -253,12 +265,15 @@ impl KafkaHub {
 
     pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
         let (m, topic) = (self.meta.clone(), name.to_string());
-        self.blocking(move || topic_info(&m, &topic)).await
+        self.blocking(&format!("describing topic {name:?}"), move || {
+            topic_info(&m, &topic)
+        })
+        .await
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, HubError> {
         let m = self.meta.clone();
-        self.blocking(move || {
+        self.blocking("listing topics", move || {
             let md = m.fetch_metadata(None, META_TIMEOUT)?;
             let mut names: Vec<String> = md
                 .topics()
@@ -284,7 +299,7 @@ impl KafkaHub {
             .admin
             .delete_topics(&[name], &opts)
             .await
-            .map_err(|e| err(&self.brokers, e))?;
+            .map_err(|e| err(&self.brokers, format!("deleting topic {name:?}"), e))?;
         for r in results {
             match r {
                 Ok(_) => {}
@@ -292,7 +307,7 @@ impl KafkaHub {
                     return Err(HubError::TopicNotFound(name.to_string()));
                 }
                 Err((t, code)) => {
-                    return Err(err(&self.brokers, format!("deleting topic {t:?}: {code}")));
+                    return Err(err(&self.brokers, format!("deleting topic {t:?}"), code));
                 }
             }
         }
@@ -326,7 +341,9 @@ impl KafkaHub {
                 },
             );
         }
-        let producer: FutureProducer = c.create().map_err(|e| err(&self.brokers, e))?;
+        let producer: FutureProducer = c
+            .create()
+            .map_err(|e| err(&self.brokers, "creating a producer", e))?;
         Ok(KafkaProducer {
             brokers: self.brokers.clone(),
             topic: topic.to_string(),
@@ -352,13 +369,13 @@ impl KafkaHub {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .create()
-            .map_err(|e| err(&self.brokers, e))?;
+            .map_err(|e| err(&self.brokers, "creating a consumer", e))?;
         let consumer = Arc::new(consumer);
         let p = i32::try_from(partition)
             .map_err(|_| HubError::Invalid(format!("partition {partition} is out of range")))?;
         let (c, t, stored) = (consumer.clone(), topic.to_string(), consumer_id.is_some());
         let position = self
-            .blocking(move || {
+            .blocking(&format!("positioning a consumer of {topic:?}"), move || {
                 let (low, high) = c.fetch_watermarks(&t, p, META_TIMEOUT)?;
                 let mut committed = None;
                 if stored {
@@ -388,8 +405,11 @@ impl KafkaHub {
             })
             .await
             .map_err(|e| match e {
-                HubError::Remote { message, .. }
-                    if message.contains("Unknown topic") || message.contains("UnknownTopic") =>
+                HubError::Remote {
+                    source: Some(ref s),
+                    ..
+                } if s.to_string().contains("Unknown topic")
+                    || s.to_string().contains("UnknownTopic") =>
                 {
                     HubError::TopicNotFound(topic.to_string())
                 }
@@ -453,7 +473,7 @@ impl KafkaProducer {
             // cluster) can stay wedged, retrying forever or failed for good; a new producer
             // starts clean. The caller retries the batch on it.
             let fatal = self.producer.client().fatal_error();
-            tracing::warn!(topic = %self.topic, error = %e, fatal = ?fatal, "Kafka delivery failed; starting a new producer.");
+            tracing::warn!(topic = %self.topic, error = %crate::Chain(e), fatal = ?fatal, "Kafka delivery failed; starting a new producer.");
             self.restart()?;
         }
         result
@@ -462,7 +482,10 @@ impl KafkaProducer {
     /// Replaces the producer; what the old one still held fails (and is retried by whoever
     /// queued it).
     pub fn restart(&mut self) -> Result<(), HubError> {
-        let fresh = self.config.create().map_err(|e| err(&self.brokers, e))?;
+        let fresh = self
+            .config
+            .create()
+            .map_err(|e| err(&self.brokers, "creating a producer", e))?;
         // The old one purges its queue as it is destroyed, on its own thread.
         self.producer = Detached::new(fresh);
         Ok(())
@@ -502,7 +525,7 @@ impl KafkaProducer {
                         fr = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((e, _)) => return Err(err(&self.brokers, e)),
+                    Err((e, _)) => return Err(err(&self.brokers, "queueing a record", e)),
                 }
             }
         }
@@ -514,8 +537,8 @@ impl KafkaProducer {
                     Ok(Ok(d)) => {
                         first.get_or_insert(d.offset);
                     }
-                    Ok(Err((e, _))) => return Err(err(&brokers, e)),
-                    Err(_) => return Err(err(&brokers, "the producer was dropped")),
+                    Ok(Err((e, _))) => return Err(err(&brokers, "delivering a record", e)),
+                    Err(e) => return Err(err(&brokers, "the producer was dropped", e)),
                 }
             }
             Ok(first.unwrap_or(-1))
@@ -614,8 +637,8 @@ impl KafkaConsumer {
             c.commit(&tpl, CommitMode::Sync)
         })
         .await
-        .map_err(|e| err(&brokers, e))?
-        .map_err(|e| err(&brokers, e))
+        .map_err(|e| err(&brokers, "committing the offset", e))?
+        .map_err(|e| err(&brokers, "committing the offset", e))
     }
 
     pub fn position(&self) -> i64 {
@@ -631,8 +654,8 @@ impl KafkaConsumer {
         let brokers = self.brokers.clone();
         tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, META_TIMEOUT))
             .await
-            .map_err(|e| err(&brokers, e))?
+            .map_err(|e| err(&brokers, "reading the partition's end", e))?
             .map(|(_, high)| high)
-            .map_err(|e| err(&brokers, e))
+            .map_err(|e| err(&brokers, "reading the partition's end", e))
     }
 }

@@ -70,7 +70,8 @@ impl LocalHub {
         let p = path.clone();
         let conn = blocking(&path, move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| Err::Io(e.to_string()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Err::Io(format!("creating {}", dir.display()), Some(e.into())))?;
             }
             let conn = open_conn(&p)?;
             conn.execute_batch(SCHEMA)?;
@@ -95,7 +96,7 @@ impl LocalHub {
         blocking(&self.path, move || {
             let mut guard = conn
                 .lock()
-                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
+                .map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
             f(&mut guard)
         })
         .await
@@ -247,7 +248,7 @@ impl LocalProducer {
         blocking(&self.path, move || {
             let mut c = conn
                 .lock()
-                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
+                .map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Looked up per batch: the topic may have been deleted and recreated meanwhile.
             let id = topic_id(&tx, &topic)?;
@@ -293,7 +294,7 @@ impl LocalConsumer {
         blocking(&self.path, move || {
             let c = conn
                 .lock()
-                .map_err(|_| Err::Io("connection lock poisoned".into()))?;
+                .map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
             end_offset(&c, id)
         })
         .await
@@ -311,7 +312,7 @@ impl LocalConsumer {
             let (id, from, known) = (self.topic_id, self.position, self.data_version);
             let topic = self.topic.clone();
             let (records, version) = blocking(&self.path, move || {
-                let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+                let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
                 let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
                 if known == Some(version) {
                     return Ok((Vec::new(), version));
@@ -333,9 +334,10 @@ impl LocalConsumer {
                     let mut offset = base;
                     while at < data.len() {
                         let Some((record, next)) = decode_record(&data, at) else {
-                            return Err(Err::Io(format!(
-                                "topic {topic:?}: the batch at offset {base} is corrupt"
-                            )));
+                            return Err(Err::Io(
+                                format!("topic {topic:?}: the batch at offset {base} is corrupt"),
+                                None,
+                            ));
                         };
                         at = next;
                         if offset >= from {
@@ -379,7 +381,7 @@ impl LocalConsumer {
         let conn = self.conn.clone();
         let id = self.topic_id;
         blocking(&self.path, move || {
-            let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into()))?;
+            let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
             c.execute(
                 "INSERT INTO consumer_offsets (consumer, topic_id, partition, next_offset, updated_ms) VALUES (?1, ?2, 0, ?3, ?4)
                  ON CONFLICT (consumer, topic_id, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
@@ -395,7 +397,8 @@ impl LocalConsumer {
 enum Err {
     Sql(rusqlite::Error),
     Hub(HubError),
-    Io(String),
+    /// What went wrong, and the cause when there is one.
+    Io(String, Option<crate::BoxError>),
 }
 
 impl From<rusqlite::Error> for Err {
@@ -416,13 +419,15 @@ async fn blocking<T: Send + 'static>(
             source,
         }),
         Ok(Err(Err::Hub(e))) => Err(e),
-        Ok(Err(Err::Io(message))) => Err(HubError::Io {
+        Ok(Err(Err::Io(what, source))) => Err(HubError::Io {
             path: path_s,
-            message,
+            what,
+            source,
         }),
         Err(e) => Err(HubError::Io {
             path: path_s,
-            message: format!("hub task failed: {e}"),
+            what: "the hub's worker task failed".into(),
+            source: Some(e.into()),
         }),
     }
 }

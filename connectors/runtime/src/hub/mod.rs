@@ -18,6 +18,7 @@ pub mod nats;
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use crate::{
+    BoxError,
     config::OffsetStart,
     record::{ConsumedRecord, Record},
 };
@@ -35,8 +36,14 @@ pub enum HubError {
     InvalidTopicName(#[from] runnel_core::topic::InvalidTopicName),
     #[error("invalid hub URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("{hub}: {message}")]
-    Remote { hub: String, message: String },
+    /// A Kafka or NATS request failed; `what` says which, `source` why.
+    #[error("{hub}: {what}")]
+    Remote {
+        hub: String,
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("local hub {path}: {source}")]
@@ -45,8 +52,14 @@ pub enum HubError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("local hub {path}: {message}")]
-    Io { path: String, message: String },
+    /// The local hub's file or its worker failed; `what` says how, `source` why.
+    #[error("local hub {path}: {what}")]
+    Io {
+        path: String,
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 /// Where the hub is.

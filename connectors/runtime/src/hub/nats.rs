@@ -63,10 +63,12 @@ impl std::fmt::Debug for NatsHub {
     }
 }
 
-fn err(servers: &str, e: impl std::fmt::Display) -> HubError {
+/// A failed request: what was asked, and the client's error as the cause.
+fn err(servers: &str, what: impl Into<String>, e: impl Into<crate::BoxError>) -> HubError {
     HubError::Remote {
         hub: format!("nats://{servers}"),
-        message: e.to_string(),
+        what: what.into(),
+        source: Some(e.into()),
     }
 }
 
@@ -111,18 +113,18 @@ impl NatsHub {
             .max_reconnects(None)
             .connect(addrs)
             .await
-            .map_err(|e| err(servers, format!("cannot connect: {e}")))?;
+            .map_err(|e| err(servers, "cannot connect", e))?;
         // Fails early and clearly when JetStream is not enabled on the server. (The raw
         // request, not `query_account`: its answer changed shape across server versions.)
         let info = client
             .request("$JS.API.INFO", Bytes::new())
             .await
-            .map_err(|e| err(servers, format!("JetStream is not available: {e}")))?;
+            .map_err(|e| err(servers, "JetStream is not available", e))?;
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&info.payload)
             && let Some(e) = v.get("error")
         {
             let why = e.get("description").and_then(|d| d.as_str()).unwrap_or("");
-            return Err(err(servers, format!("JetStream is not available: {why}")));
+            return Err(err(servers, "JetStream is not available", why.to_string()));
         }
         let js = jetstream::new(client);
         Ok(NatsHub {
@@ -152,7 +154,7 @@ impl NatsHub {
             Err(e) if e.to_string().contains("already in use") => {
                 Err(HubError::TopicExists(name.to_string()))
             }
-            Err(e) => Err(err(&self.servers, format!("creating topic {name:?}: {e}"))),
+            Err(e) => Err(err(&self.servers, format!("creating topic {name:?}"), e)),
         }
     }
 
@@ -168,7 +170,7 @@ impl NatsHub {
             {
                 Ok(None)
             }
-            Err(e) => Err(err(&self.servers, format!("topic {topic:?}: {e}"))),
+            Err(e) => Err(err(&self.servers, format!("looking up topic {topic:?}"), e)),
         }
     }
 
@@ -176,7 +178,10 @@ impl NatsHub {
         let Some(mut s) = self.stream(name).await? else {
             return Ok(None);
         };
-        let info = s.info().await.map_err(|e| err(&self.servers, e))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| err(&self.servers, format!("describing topic {name:?}"), e))?;
         Ok(Some(TopicInfo {
             name: name.to_string(),
             partitions: 1,
@@ -191,7 +196,7 @@ impl NatsHub {
             .stream_names()
             .try_collect()
             .await
-            .map_err(|e| err(&self.servers, e))?;
+            .map_err(|e| err(&self.servers, "listing topics", e))?;
         let mut out = Vec::new();
         for topic in names.iter().filter_map(|n| topic_of(n)) {
             if let Some(t) = self.topic(&topic).await? {
@@ -210,7 +215,7 @@ impl NatsHub {
             .delete_stream(stream_name(name))
             .await
             .map(|_| ())
-            .map_err(|e| err(&self.servers, e))
+            .map_err(|e| err(&self.servers, format!("deleting topic {name:?}"), e))
     }
 
     pub async fn producer(&self, topic: &str) -> Result<NatsProducer, HubError> {
@@ -242,7 +247,7 @@ impl NatsHub {
         let state = stream
             .info()
             .await
-            .map_err(|e| err(&self.servers, e))?
+            .map_err(|e| err(&self.servers, format!("describing topic {topic:?}"), e))?
             .state
             .clone();
         let (first, last) = (state.first_sequence.max(1), state.last_sequence);
@@ -266,7 +271,7 @@ impl NatsHub {
                         stream
                             .delete_consumer(&name)
                             .await
-                            .map_err(|e| err(&self.servers, e))?;
+                            .map_err(|e| err(&self.servers, "replacing the consumer", e))?;
                         (f > 0).then_some(f)
                     }
                     Err(_) => None,
@@ -299,7 +304,8 @@ impl NatsHub {
         let consumer = stream.create_consumer(config).await.map_err(|e| {
             err(
                 &self.servers,
-                format!("creating a consumer of {topic:?}: {e}"),
+                format!("creating a consumer of {topic:?}"),
+                e,
             )
         })?;
         let messages = consumer
@@ -309,7 +315,7 @@ impl NatsHub {
             .expires(Duration::from_secs(30))
             .messages()
             .await
-            .map_err(|e| err(&self.servers, e))?;
+            .map_err(|e| err(&self.servers, format!("reading topic {topic:?}"), e))?;
         Ok(NatsConsumer {
             servers: self.servers.clone(),
             topic: topic.to_string(),
@@ -399,11 +405,13 @@ impl NatsProducer {
                     .js
                     .publish_with_headers(self.subject.clone(), headers_of(r), r.value.clone())
                     .await
-                    .map_err(|e| err(&self.servers, e))?;
+                    .map_err(|e| err(&self.servers, "publishing", e))?;
                 acks.push(ack);
             }
             for ack in acks {
-                let a = ack.await.map_err(|e| err(&self.servers, e))?;
+                let a = ack
+                    .await
+                    .map_err(|e| err(&self.servers, "awaiting a publish ack", e))?;
                 first.get_or_insert(a.sequence as i64 - 1);
             }
         }
@@ -496,7 +504,7 @@ impl NatsConsumer {
         if let Some((_, m)) = last {
             m.double_ack_with(AckKind::Ack)
                 .await
-                .map_err(|e| err(&self.servers, format!("acknowledging: {e}")))?;
+                .map_err(|e| err(&self.servers, "acknowledging", e))?;
         }
         Ok(())
     }
@@ -510,7 +518,7 @@ impl NatsConsumer {
             .stream
             .info()
             .await
-            .map_err(|e| err(&self.servers, e))?;
+            .map_err(|e| err(&self.servers, "reading the stream's end", e))?;
         Ok(info.state.last_sequence as i64)
     }
 }
