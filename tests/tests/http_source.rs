@@ -360,3 +360,128 @@ async fn meets_the_connector_contract() {
     };
     contract::check(&mut p, c).await;
 }
+
+/// Answers every request with `body` (the same each time) and closes the connection.
+async fn body_server(body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+/// `format:` on polled bodies: a CSV body with a header row gives one JSON record per row
+/// (the header is read again in each body), and a body that is not what the format says
+/// is skipped with the reason, never stored as it came.
+#[tokio::test]
+async fn formats_decode_polled_bodies_and_skip_what_does_not_decode() {
+    let hub = TempHub::new();
+    let csv = body_server("room,celsius\nkitchen,21\nhall,\n").await;
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--topic", "rooms", "--create-topic", "--interval", "50ms"]);
+    cmd.args([
+        "--format",
+        "{type: csv, csv: {columns: [{name: celsius, type: integer}]}}",
+        "--endpoint",
+        &csv,
+    ]);
+    let _p = Proc::spawn(cmd, hub.path("csv.log"));
+    wait_until(Duration::from_secs(30), "4 rows", || async {
+        hub.count("rooms").await >= 4
+    })
+    .await;
+    let rows: Vec<serde_json::Value> = hub
+        .read_all("rooms")
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(&r.record.value).unwrap())
+        .collect();
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"room": "kitchen", "celsius": 21})
+    );
+    assert_eq!(
+        rows[1],
+        serde_json::json!({"room": "hall", "celsius": null})
+    );
+    assert_eq!(
+        rows[2], rows[0],
+        "the header row is read again in the next body"
+    );
+
+    let bad = body_server("{not json").await;
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--topic", "docs", "--create-topic", "--interval", "50ms"]);
+    cmd.args(["--format", "json", "--endpoint", &bad]);
+    let p = Proc::spawn(cmd, hub.path("json.log"));
+    let port = p.health_port().await;
+    wait_until(Duration::from_secs(30), "failures counted", || async {
+        runnel_tests::metric(port, "runnel_connector_records_failed_total")
+            .await
+            .unwrap_or(0.0)
+            >= 2.0
+    })
+    .await;
+    assert_eq!(
+        hub.count("docs").await,
+        0,
+        "nothing that is not JSON is stored"
+    );
+    let out = p.output();
+    assert!(
+        out.contains("Skipping a piece that does not decode.")
+            && out.contains("the piece is not JSON: key must be a string"),
+        "{out}"
+    );
+}
+
+/// Stream mode with `framing: newline` and `format: json`: each line is a record, a line
+/// that is not JSON is skipped, and Fluvio's older options cannot be mixed with `format:`.
+#[tokio::test]
+async fn stream_framing_and_format_together() {
+    let hub = TempHub::new();
+    let url = body_server("{\"a\":1}\nnope\n{\"a\":2}\n").await;
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--topic", "events", "--create-topic", "--stream"]);
+    cmd.args([
+        "--framing",
+        "newline",
+        "--format",
+        "json",
+        "--endpoint",
+        &url,
+    ]);
+    let _p = Proc::spawn(cmd, hub.path("stream.log"));
+    wait_until(Duration::from_secs(30), "2 records", || async {
+        hub.count("events").await >= 2
+    })
+    .await;
+    let values: Vec<String> = hub.read_all("events").await[..2]
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.record.value).into_owned())
+        .collect();
+    assert_eq!(values, ["{\"a\":1}", "{\"a\":2}"]);
+
+    let mut cmd = connector("http-source", &hub);
+    cmd.args(["--topic", "t", "--format", "json", "--output-type", "json"]);
+    cmd.args(["--endpoint", &url, "--check"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "http.format: cannot be combined with output_parts: full or output_type: json"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

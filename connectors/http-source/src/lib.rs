@@ -1,6 +1,6 @@
 //! http-source's config: poll an HTTP endpoint every `interval`, or keep one response open and split it into records (`stream: true`), as Fluvio's http-source does. The binary (feature `run`) does it.
 
-use runnel_codec::MaxRecordSize;
+use runnel_codec::{FormatKind, FormatOptions, Framing, FramingKind, MaxRecordSize, Way};
 use runnel_config::{
     ConnectorKind, Direction, FieldError, Grade, HumanDuration, Seconds, Validate,
 };
@@ -57,6 +57,18 @@ pub struct HttpSourceConfig {
     /// What separates records in stream mode. Default "\n".
     #[serde(default = "default_delimiter")]
     pub delimiter: String,
+    /// How stream mode cuts the response into records: delimiter (the default, by
+    /// `delimiter`), newline, or length-prefixed (a 4-byte big-endian length before each).
+    /// A polled body is always one piece.
+    pub framing: Option<FramingKind>,
+    /// What each body or piece is: bytes (as it is, the default), text (UTF-8), json, csv
+    /// (rows to JSON objects, so one body may give many records) or cloudevents
+    /// (structured events to records with ce- headers, or `mode: binary` to make events of
+    /// plain data). A piece that does not decode is skipped with the reason in a log line
+    /// and counted in records_failed. Not with output_parts: full or output_type: json,
+    /// Fluvio's own way of shaping a record.
+    #[serde(default)]
+    pub format: FormatOptions,
     /// How long one poll may take, from connecting to the end of the body. Default 30s.
     #[serde(default = "default_timeout", alias = "request-timeout")]
     pub request_timeout: HumanDuration,
@@ -124,17 +136,39 @@ fn default_max_backoff() -> HumanDuration {
     HumanDuration::from_millis(30_000)
 }
 
+impl HttpSourceConfig {
+    /// How stream mode cuts the response, checked.
+    pub fn stream_framing(&self) -> Result<Framing, FieldError> {
+        match self.framing {
+            Some(_) if !self.stream => Err(FieldError::new(
+                "framing",
+                "is only read with stream: true (a polled body is one piece)",
+            )),
+            None | Some(FramingKind::Delimiter) => {
+                let d = http_common::unescape(&self.delimiter);
+                if self.stream && d.is_empty() {
+                    return Err(FieldError::new(
+                        "delimiter",
+                        "empty: stream mode needs a separator",
+                    ));
+                }
+                Ok(Framing::Delimiter(d.into_bytes()))
+            }
+            Some(FramingKind::Newline) => Ok(Framing::Newline),
+            Some(FramingKind::LengthPrefixed) => Ok(Framing::LengthPrefixed),
+            Some(FramingKind::Bytes) => Err(FieldError::new(
+                "framing",
+                "bytes would cut a stream wherever the network splits it: use newline, delimiter or length-prefixed",
+            )),
+        }
+    }
+}
+
 impl Validate for HttpSourceConfig {
     fn validate(&self) -> Result<(), FieldError> {
         http_common::endpoint("endpoint", &self.endpoint)?;
         http_common::method("method", &self.method)?;
         http_common::header_map("headers", &self.headers)?;
-        if self.stream && http_common::unescape(&self.delimiter).is_empty() {
-            return Err(FieldError::new(
-                "delimiter",
-                "empty: stream mode needs a separator",
-            ));
-        }
         if self.request_timeout.0.is_zero() {
             return Err(FieldError::new("request_timeout", "must be more than 0"));
         }
@@ -145,6 +179,16 @@ impl Validate for HttpSourceConfig {
             ));
         }
         self.max_record_size.check("max_record_size")?;
+        self.format.check("format", Way::Read)?;
+        if self.format.kind != FormatKind::Bytes
+            && (self.output_parts != OutputParts::Body || self.output_type != OutputType::Text)
+        {
+            return Err(FieldError::new(
+                "format",
+                "cannot be combined with output_parts: full or output_type: json (Fluvio's older options shape the record themselves): use one or the other",
+            ));
+        }
+        self.stream_framing()?;
         check_backoff(self.initial_backoff, self.max_backoff)
     }
 }

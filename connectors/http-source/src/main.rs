@@ -6,7 +6,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use http_source::{HttpSource, HttpSourceConfig, OutputParts, OutputType, StatusPolicy};
 use reqwest::{Client, Response, StatusCode, header::HeaderMap};
-use runnel_codec::{Deframer, Frame, Framing};
+use runnel_codec::{Decoder, Deframer, Frame, Framing};
 use runnel_runtime::{
     BoxError, Record, app,
     config::{ByteSize, ConnectorConfig},
@@ -23,6 +23,58 @@ struct Poller {
     body: Option<String>,
     parts: OutputParts,
     kind: OutputType,
+    format: runnel_codec::FormatOptions,
+}
+
+/// Turns the pieces of one response (a polled body, or a stream's pieces) into records with
+/// the `format` option; each response is a stream of its own, so a CSV header row is read
+/// again at the start of each.
+struct Pieces {
+    decoder: Decoder,
+    /// Ids of events made here (binary mode): the poller's start time and a count.
+    started: i64,
+    made: u64,
+}
+
+impl Pieces {
+    fn new(p: &Poller) -> Self {
+        Pieces {
+            decoder: Decoder::new(&p.format),
+            started: runnel_runtime::record::now_millis(),
+            made: 0,
+        }
+    }
+
+    /// The records of one piece; a piece that does not decode is skipped with the reason
+    /// in a log line and counted in records_failed.
+    fn records(
+        &mut self,
+        p: &Poller,
+        head: &ResponseHead,
+        piece: Bytes,
+        ctx: &SourceContext,
+    ) -> Vec<Record> {
+        if self.decoder.is_passthrough() {
+            return vec![Record::new(p.value(head, &piece))];
+        }
+        let mut out = Vec::new();
+        let (started, made) = (self.started, &mut self.made);
+        let id = || {
+            *made += 1;
+            format!("{started}-{made}")
+        };
+        if let Err(e) = self.decoder.decode_into(piece, id, &mut out) {
+            ctx.metrics().records_failed.inc();
+            tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a piece that does not decode.");
+        }
+        out.into_iter()
+            .map(|d| {
+                let mut r = Record::new(d.value);
+                r.headers = d.headers;
+                r
+            })
+            .collect()
+    }
 }
 
 enum Failure {
@@ -55,6 +107,7 @@ impl Poller {
             body: c.body.clone(),
             parts: c.output_parts,
             kind: c.output_type,
+            format: c.format.clone(),
         })
     }
 
@@ -197,10 +250,11 @@ async fn poll_once(
             retry_after: retry_after(&head.headers),
         }));
     }
-    let record = Record::new(p.value(&head, &body));
-    ctx.send(record)
-        .await
-        .map_err(|e| Box::new(e) as BoxError)?;
+    for record in Pieces::new(p).records(p, &head, body, ctx) {
+        ctx.send(record)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?;
+    }
     Ok(Ok(()))
 }
 
@@ -268,7 +322,7 @@ async fn poll_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Resul
 }
 
 async fn stream_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Result<(), BoxError> {
-    let delimiter = http_common::unescape(&c.delimiter).into_bytes();
+    let framing = c.stream_framing()?;
     let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
     loop {
         let sent = tokio::select! {
@@ -285,9 +339,7 @@ async fn stream_loop(c: &HttpSourceConfig, p: Poller, ctx: SourceContext) -> Res
                     ctx.health().set_upstream(true);
                     backoff.reset();
                     tracing::info!(status = head.status.as_u16(), "Stream opened.");
-                    match read_stream(&p, resp, &head, &delimiter, c.max_record_size.0, &ctx)
-                        .await?
-                    {
+                    match read_stream(&p, resp, &head, &framing, c.max_record_size.0, &ctx).await? {
                         StreamEnd::Shutdown => return Ok(()),
                         StreamEnd::Closed => "the server closed the stream".to_string(),
                         StreamEnd::Broken(e) => e,
@@ -315,11 +367,12 @@ async fn read_stream(
     p: &Poller,
     mut resp: Response,
     head: &ResponseHead,
-    delimiter: &[u8],
+    framing: &Framing,
     max: ByteSize,
     ctx: &SourceContext,
 ) -> Result<StreamEnd, BoxError> {
-    let mut frames = Deframer::new(Framing::Delimiter(delimiter.to_vec()), max);
+    let mut frames = Deframer::new(framing.clone(), max);
+    let mut pieces = Pieces::new(p);
     loop {
         let chunk = tokio::select! {
             c = resp.chunk() => c,
@@ -329,12 +382,12 @@ async fn read_stream(
             Ok(Some(bytes)) => {
                 frames.push(&bytes);
                 while let Some(frame) = frames.next_frame() {
-                    send_frame(p, head, frame, frames.max(), ctx).await?;
+                    send_frame(p, &mut pieces, head, frame, frames.max(), ctx).await?;
                 }
             }
             Ok(None) => {
                 if let Some(frame) = frames.finish() {
-                    send_frame(p, head, frame, frames.max(), ctx).await?;
+                    send_frame(p, &mut pieces, head, frame, frames.max(), ctx).await?;
                 }
                 return Ok(StreamEnd::Closed);
             }
@@ -355,18 +408,30 @@ async fn read_stream(
 /// A piece of the stream: a record, or one over the maximum, skipped with its size.
 async fn send_frame(
     p: &Poller,
+    pieces: &mut Pieces,
     head: &ResponseHead,
     frame: Frame,
     max: usize,
     ctx: &SourceContext,
 ) -> Result<(), BoxError> {
     match frame {
-        Frame::Record(piece) => ctx.send(Record::new(p.value(head, &piece))).await?,
+        Frame::Record(piece) => {
+            for r in pieces.records(p, head, piece, ctx) {
+                ctx.send(r).await?;
+            }
+        }
         Frame::Oversized { size, complete } => {
             skip_oversized(size, complete, max);
             ctx.metrics().records_failed.inc();
         }
-        Frame::Truncated { .. } => {}
+        Frame::Truncated { size, expected } => {
+            tracing::warn!(
+                bytes = size,
+                expected,
+                "Discarding an incomplete record: the stream ended inside a length-prefixed record."
+            );
+            ctx.metrics().records_failed.inc();
+        }
     }
     Ok(())
 }
