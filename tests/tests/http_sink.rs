@@ -438,3 +438,96 @@ async fn readyz_follows_the_endpoint() {
         p.output()
     );
 }
+
+/// `format: cloudevents` speaks CloudEvents' HTTP binding: in binary mode each ce- header
+/// of the record becomes an HTTP header and its data the body; in structured mode the body
+/// is the whole event as application/cloudevents+json. `format: json` sets its Content-Type
+/// and sends a record that is not JSON to the dead-letter topic with the reason.
+#[tokio::test]
+async fn formats_make_cloudevents_and_checked_json_bodies() {
+    let hub = TempHub::new();
+    let event = Record::new(r#"{"celsius":21}"#)
+        .with_header("ce-specversion", "1.0")
+        .with_header("ce-id", "e-1")
+        .with_header("ce-source", "/rooms/kitchen")
+        .with_header("ce-type", "reading")
+        .with_header("content-type", "application/json");
+    hub.produce("in", vec![event]).await;
+    let server = Recorder::start(|_, _| Reply::Status(200)).await;
+    let binary = "{type: cloudevents, cloudevents: {mode: binary}}";
+    let mut p = Proc::spawn(
+        sink(&hub, &server.url("/"), &["--format", binary]),
+        hub.path("binary.log"),
+    );
+    wait_until(Duration::from_secs(30), "the binary event", || async {
+        server.accepted().len() == 1
+    })
+    .await;
+    p.stop().await;
+    let req = server.requests.lock().unwrap()[0].clone();
+    assert_eq!(&req.body[..], br#"{"celsius":21}"#);
+    assert_eq!(req.headers["ce-id"], "e-1");
+    assert_eq!(req.headers["ce-source"], "/rooms/kitchen");
+    assert_eq!(req.headers["content-type"], "application/json");
+
+    let server = Recorder::start(|_, _| Reply::Status(200)).await;
+    let mut p = Proc::spawn(
+        sink(
+            &hub,
+            &server.url("/"),
+            // Another name: the first sink committed the record under its own.
+            &["--name", "structured", "--format", "cloudevents"],
+        ),
+        hub.path("structured.log"),
+    );
+    wait_until(Duration::from_secs(30), "the structured event", || async {
+        server.accepted().len() == 1
+    })
+    .await;
+    p.stop().await;
+    let req = server.requests.lock().unwrap()[0].clone();
+    assert_eq!(req.headers["content-type"], "application/cloudevents+json");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"specversion": "1.0", "id": "e-1", "source": "/rooms/kitchen",
+            "type": "reading", "datacontenttype": "application/json", "data": {"celsius": 21}})
+    );
+
+    hub.produce("docs", vec![Record::new("{\"ok\":1}"), Record::new("nope")])
+        .await;
+    let server = Recorder::start(|_, _| Reply::Status(200)).await;
+    let mut cmd = connector("http-sink", &hub);
+    cmd.args([
+        "--topic",
+        "docs",
+        "--endpoint",
+        &server.url("/"),
+        "--format",
+        "json",
+    ]);
+    let _p = Proc::spawn(cmd, hub.path("json.log"));
+    wait_until(Duration::from_secs(30), "the dead letter", || async {
+        hub.count("docs-dlq").await == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "the JSON record", || async {
+        server.accepted().len() == 1
+    })
+    .await;
+    let req = server.requests.lock().unwrap()[0].clone();
+    assert_eq!(&req.body[..], b"{\"ok\":1}");
+    assert_eq!(req.headers["content-type"], "application/json");
+    let dl = &hub.read_all("docs-dlq").await[0];
+    let error = dl
+        .record
+        .headers
+        .iter()
+        .find(|(k, _)| k == "runnel-error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(
+        error.starts_with("the value is not JSON: expected ident"),
+        "{error}"
+    );
+}

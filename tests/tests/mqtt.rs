@@ -771,3 +771,98 @@ async fn both_meet_the_connector_contract() {
         contract::check(p, c).await;
     }
 }
+
+/// `format:` on both sides. The source decodes each QoS 1 message as its own CSV stream
+/// (header row, typed columns, several rows in one message), skips one that does not decode
+/// with the reason and still acknowledges it; the sink makes structured CloudEvents of
+/// records with ce- headers, and refuses binary mode, which MQTT 3.1.1 has no headers for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_decode_messages_and_encode_events() {
+    let m = Mosquitto::start();
+    let hub = TempHub::new();
+    let csv = "{type: csv, csv: {columns: [{name: n, type: integer}]}}";
+    let p = Proc::spawn(
+        source(
+            &hub,
+            &m,
+            &["--mqtt-topic", "rows/#", "--qos", "1", "--format", csv],
+        ),
+        hub.path("source.log"),
+    );
+    subscribed(&p, 1).await;
+    publish(
+        &m,
+        QoS::AtLeastOnce,
+        vec![
+            ("rows/a".into(), b"n,label\n1,one\n2,two".to_vec()),
+            ("rows/b".into(), b"n\nx".to_vec()),
+            ("rows/c".into(), b"n\n3".to_vec()),
+        ],
+    )
+    .await;
+    wait_until(Duration::from_secs(20), "3 rows", || async {
+        hub.count("in").await >= 3
+    })
+    .await;
+    let rows: Vec<serde_json::Value> = hub
+        .read_all("in")
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(&r.record.value).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"n": 1, "label": "one"}),
+            serde_json::json!({"n": 2, "label": "two"}),
+            serde_json::json!({"n": 3}),
+        ]
+    );
+    let out = p.output();
+    assert!(
+        out.contains("Skipping a message that does not decode.")
+            && out.contains(r#"CSV column "n": "x" is not an integer"#),
+        "{out}"
+    );
+
+    let (got, sub) = subscribe(&m, "events/#").await;
+    let event = Record::new(r#"{"n":1}"#)
+        .with_header("ce-id", "e-7")
+        .with_header("ce-source", "/rows")
+        .with_header("ce-type", "row");
+    hub.produce("out", vec![event]).await;
+    let _sink = Proc::spawn(
+        sink(
+            &hub,
+            &m,
+            &["--mqtt-topic", "events/rows", "--format", "cloudevents"],
+        ),
+        hub.path("sink.log"),
+    );
+    wait_until(Duration::from_secs(20), "the event", || async {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    let e: serde_json::Value = serde_json::from_slice(&got.lock().unwrap()[0].1).unwrap();
+    assert_eq!(
+        e,
+        serde_json::json!({"specversion": "1.0", "id": "e-7", "source": "/rows",
+            "type": "row", "data": {"n": 1}})
+    );
+    sub.abort();
+    let binary = "{type: cloudevents, cloudevents: {mode: binary}}";
+    let out = sink(
+        &hub,
+        &m,
+        &["--mqtt-topic", "x", "--format", binary, "--check"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("mqtt.format.cloudevents.mode: binary mode puts the attributes in headers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

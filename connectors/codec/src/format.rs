@@ -476,6 +476,32 @@ impl Encoder {
         Encoder { opts: opts.clone() }
     }
 
+    /// Whether records go out unchanged (`bytes`).
+    pub fn is_passthrough(&self) -> bool {
+        self.opts.kind == FormatKind::Bytes
+    }
+
+    /// The media type of what [`Encoder::encode`] makes (`Content-Type` over HTTP), when
+    /// the format says it: `None` for bytes, and for binary-mode events, whose record says.
+    pub fn media_type(&self) -> Option<&'static str> {
+        match self.opts.kind {
+            FormatKind::Bytes => None,
+            FormatKind::Text => Some("text/plain; charset=utf-8"),
+            FormatKind::Json => Some("application/json"),
+            FormatKind::Csv => Some("text/csv"),
+            FormatKind::Cloudevents => match self.opts.cloudevents.mode {
+                CloudEventsMode::Structured => Some("application/cloudevents+json"),
+                CloudEventsMode::Binary => None,
+            },
+        }
+    }
+
+    /// Whether the format is CloudEvents in binary mode: attributes travel as headers.
+    pub fn is_binary_event(&self) -> bool {
+        self.opts.kind == FormatKind::Cloudevents
+            && self.opts.cloudevents.mode == CloudEventsMode::Binary
+    }
+
     /// What starts each output stream: CSV's header row, when it has one.
     pub fn header(&self) -> Option<Vec<u8>> {
         let csv = &self.opts.csv;

@@ -11,7 +11,7 @@ mod error;
 pub mod format;
 
 pub use error::CodecError;
-pub use format::{Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
+pub use format::{CloudEventsMode, Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
 
 use bytes::{Buf, Bytes, BytesMut};
 use runnel_core::{ByteSize, FieldError};

@@ -1,5 +1,6 @@
 //! http-sink's config: send each record of a topic as an HTTP request. The binary (feature `run`) does it.
 
+use runnel_codec::{FormatOptions, Way};
 use runnel_config::{ConnectorKind, Direction, FieldError, Grade, HumanDuration, Validate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,14 @@ pub struct HttpSinkConfig {
     /// How long connecting may take. Default 15s.
     #[serde(default = "default_connect_timeout", alias = "http-connect-timeout")]
     pub http_connect_timeout: HumanDuration,
+    /// What each request body is made as: bytes (the value as it is, the default), text or
+    /// json (the value checked to be that), csv (a JSON object to a row of `columns`) or
+    /// cloudevents (CloudEvents' HTTP binding: a structured event as
+    /// application/cloudevents+json, or `mode: binary` with the record's ce- headers as
+    /// HTTP headers and its data as the body). The Content-Type follows the format unless
+    /// `headers` sets one. A record that cannot be made so follows on_error with the reason.
+    #[serde(default)]
+    pub format: FormatOptions,
 }
 
 fn default_method() -> String {
@@ -68,6 +77,6 @@ impl Validate for HttpSinkConfig {
                 "must be more than 0",
             ));
         }
-        Ok(())
+        self.format.check("format", Way::Write)
     }
 }

@@ -6,7 +6,10 @@
 use std::{process::ExitCode, time::Duration};
 
 use http_sink::{HttpSink, HttpSinkConfig};
-use reqwest::{Client, StatusCode, header::HeaderMap};
+use reqwest::{
+    Client, StatusCode,
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::ConnectorConfig,
@@ -22,6 +25,7 @@ struct Sender {
     url: reqwest::Url,
     headers: HeaderMap,
     ctx: SinkContext,
+    encoder: runnel_codec::Encoder,
 }
 
 impl Sender {
@@ -42,13 +46,57 @@ impl Sender {
             .map_err(http_common::describe)?;
         let url = http_common::endpoint("http.endpoint", &c.endpoint)?;
         tokio::spawn(probe(url.clone(), c.http_connect_timeout.0, ctx.clone()));
+        let encoder = runnel_codec::Encoder::new(&c.format);
+        let mut headers = http_common::header_map("http.headers", &c.headers)?;
+        if let (Some(t), false) = (encoder.media_type(), headers.contains_key(CONTENT_TYPE)) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(t));
+        }
         Ok(Sender {
             client,
             method: http_common::method("http.method", &c.method)?,
             url,
-            headers: http_common::header_map("http.headers", &c.headers)?,
+            headers,
             ctx: ctx.clone(),
+            encoder,
         })
+    }
+
+    /// The request's headers and body for `record`, as the format makes them.
+    fn request_parts(
+        &self,
+        record: &ConsumedRecord,
+    ) -> Result<(HeaderMap, bytes::Bytes), DeliveryError> {
+        if self.encoder.is_passthrough() {
+            return Ok((self.headers.clone(), record.record.value.clone()));
+        }
+        let id = format!("{}-{}-{}", record.topic, record.partition, record.offset);
+        let body = self
+            .encoder
+            .encode(&record.record, &id)
+            .map_err(|e| DeliveryError::permanent(runnel_runtime::chain(&e)))?;
+        let mut headers = self.headers.clone();
+        if self.encoder.is_binary_event() {
+            // CloudEvents' HTTP binding, binary mode: each attribute is a ce- header, the
+            // data's media type the Content-Type.
+            for (name, value) in &record.record.headers {
+                let is_attr = name.starts_with("ce-");
+                if !is_attr && !name.eq_ignore_ascii_case("content-type") {
+                    continue;
+                }
+                let bad = |what: &str| {
+                    DeliveryError::permanent(format!(
+                        "the record's header {name:?} cannot be an HTTP header: {what}"
+                    ))
+                };
+                let n = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| bad("not a valid name"))?;
+                let v = HeaderValue::from_bytes(value).map_err(|_| bad("not a valid value"))?;
+                if is_attr || !headers.contains_key(CONTENT_TYPE) {
+                    headers.insert(n, v);
+                }
+            }
+        }
+        Ok((headers, body.into()))
     }
 }
 
@@ -94,11 +142,12 @@ async fn probe(url: reqwest::Url, timeout: Duration, ctx: SinkContext) {
 
 impl Deliver for Sender {
     async fn deliver(&self, record: &ConsumedRecord) -> Result<(), DeliveryError> {
+        let (headers, body) = self.request_parts(record)?;
         let resp = self
             .client
             .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone())
-            .body(record.record.value.clone())
+            .headers(headers)
+            .body(body)
             .send()
             .await
             .map_err(|e| {

@@ -1,6 +1,7 @@
 //! mqtt-sink's config: publish each record of a hub topic to MQTT. The binary (feature `run`) does it.
 
 use mqtt_common::{BrokerUrl, Secret};
+use runnel_codec::{CloudEventsMode, FormatKind, FormatOptions, Way};
 use runnel_config::{
     ConnectorKind, Direction, FieldError, Grade, HumanDuration, Seconds, Validate,
 };
@@ -65,6 +66,13 @@ pub struct MqttSinkConfig {
     pub username: Option<String>,
     /// The password to connect with; write it as ${{ secrets.NAME }}. Never logged.
     pub password: Option<Secret>,
+    /// What each payload is made as: bytes (the value as it is, the default), text or json
+    /// (the value checked to be that), csv (a JSON object to a row of `columns`) or
+    /// cloudevents (a structured JSON event built from the record's ce- headers and
+    /// `format.cloudevents`; MQTT 3.1.1 has no headers for binary mode). A record that
+    /// cannot be made so follows on_error with the reason.
+    #[serde(default)]
+    pub format: FormatOptions,
 }
 
 fn default_timeout() -> Seconds {
@@ -102,6 +110,15 @@ impl Validate for MqttSinkConfig {
         mqtt_common::keep_alive("timeout", self.timeout)?;
         if self.publish_timeout.0.is_zero() {
             return Err(FieldError::new("publish_timeout", "must be more than 0"));
+        }
+        self.format.check("format", Way::Write)?;
+        if self.format.kind == FormatKind::Cloudevents
+            && self.format.cloudevents.mode == CloudEventsMode::Binary
+        {
+            return Err(FieldError::new(
+                "format.cloudevents.mode",
+                "binary mode puts the attributes in headers, which MQTT 3.1.1 messages do not have: use mode: structured",
+            ));
         }
         Ok(())
     }

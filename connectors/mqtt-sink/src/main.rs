@@ -65,6 +65,7 @@ struct Publisher {
     topic: Option<String>,
     publish_timeout: Duration,
     waiting: Arc<Mutex<Waiting>>,
+    encoder: runnel_codec::Encoder,
 }
 
 impl Publisher {
@@ -102,6 +103,7 @@ impl Publisher {
             topic: c.topic.clone(),
             publish_timeout: c.publish_timeout.0,
             waiting,
+            encoder: runnel_codec::Encoder::new(&c.format),
         })
     }
 
@@ -129,6 +131,15 @@ fn lock(w: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 impl Deliver for Publisher {
     async fn deliver(&self, record: &ConsumedRecord) -> Result<(), DeliveryError> {
         let topic = self.topic_of(record)?;
+        let payload = if self.encoder.is_passthrough() {
+            record.record.value.clone()
+        } else {
+            let id = format!("{}-{}-{}", record.topic, record.partition, record.offset);
+            self.encoder
+                .encode(&record.record, &id)
+                .map(Into::into)
+                .map_err(|e| DeliveryError::permanent(runnel_runtime::chain(&e)))?
+        };
         let deadline = tokio::time::Instant::now() + self.publish_timeout;
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
@@ -136,12 +147,10 @@ impl Deliver for Publisher {
             let queued = {
                 let mut w = lock(&self.waiting);
                 let id = w.next_id;
-                match self.client.try_publish(
-                    topic,
-                    self.qos,
-                    self.retain,
-                    record.record.value.clone(),
-                ) {
+                match self
+                    .client
+                    .try_publish(topic, self.qos, self.retain, payload.clone())
+                {
                     Ok(()) => {
                         w.next_id += 1;
                         if let Some(tx) = tx.take() {

@@ -1,6 +1,7 @@
 //! mqtt-source's config: subscribe to MQTT topics and produce each message into a hub topic. The binary (feature `run`) does it.
 
 use mqtt_common::{BrokerUrl, Secret};
+use runnel_codec::{FormatKind, FormatOptions, Way};
 use runnel_config::{
     ConnectorKind, Direction, FieldError, Grade, HumanDuration, Seconds, Validate,
 };
@@ -65,6 +66,14 @@ pub struct MqttSourceConfig {
     /// string).
     #[serde(default, alias = "payload-output-type")]
     pub payload_output_type: PayloadOutputType,
+    /// What each payload is: bytes (as it came, the default), text (UTF-8), json, csv (rows
+    /// to JSON objects; one message may hold several rows, and its own header row) or
+    /// cloudevents (structured events to records with ce- headers, or `mode: binary` to
+    /// make events of plain payloads). A payload that does not decode is skipped (and
+    /// acknowledged) with the reason in a log line and counted in records_failed. Not with
+    /// payload_output_type: json, Fluvio's own way of shaping a record.
+    #[serde(default)]
+    pub format: FormatOptions,
     /// The user name to connect with; wins over one in the URL.
     pub username: Option<String>,
     /// The password to connect with; write it as ${{ secrets.NAME }}. Never logged.
@@ -116,6 +125,15 @@ impl Validate for MqttSourceConfig {
             mqtt_common::client_id("client_id", id)?;
         }
         mqtt_common::keep_alive("timeout", self.timeout)?;
+        self.format.check("format", Way::Read)?;
+        if self.format.kind != FormatKind::Bytes
+            && self.payload_output_type != PayloadOutputType::Binary
+        {
+            return Err(FieldError::new(
+                "format",
+                "cannot be combined with payload_output_type: json (Fluvio's older option shapes the record itself): use one or the other",
+            ));
+        }
         if !self.clean_session && self.client_id.is_none() && url.client_id.is_none() {
             return Err(FieldError::new(
                 "client_id",

@@ -130,6 +130,12 @@ struct Source {
     topic: String,
     qos: QoS,
     output: PayloadOutputType,
+    /// The `format` option; each message is a stream of its own (a CSV header row in it
+    /// is read as one).
+    decoder: runnel_codec::Decoder,
+    /// Ids of events made here (binary mode): the start time and a count.
+    started: i64,
+    made: u64,
     client: AsyncClient,
     events: EventLoop,
     generation: Arc<Generation>,
@@ -137,6 +143,33 @@ struct Source {
 }
 
 impl Source {
+    /// The records of one message: one, or with `format: csv` one per row; none when it
+    /// does not decode, which is logged with the reason and counted in records_failed.
+    fn records(&mut self, p: &Publish, ctx: &SourceContext) -> Vec<Record> {
+        if self.decoder.is_passthrough() {
+            return vec![record(p, self.output)];
+        }
+        self.decoder.reset();
+        let mut out = Vec::new();
+        let (started, made) = (self.started, &mut self.made);
+        let id = || {
+            *made += 1;
+            format!("{started}-{made}")
+        };
+        if let Err(e) = self.decoder.decode_into(p.payload.clone(), id, &mut out) {
+            ctx.metrics().records_failed.inc();
+            tracing::warn!(mqtt_topic = %p.topic, reason = %runnel_runtime::Chain(&e), "Skipping a message that does not decode.");
+        }
+        let topic = Bytes::from(p.topic.clone().into_bytes());
+        out.into_iter()
+            .map(|d| {
+                let mut r = Record::new(d.value);
+                r.headers = d.headers;
+                r.with_header("mqtt-topic", topic.clone())
+            })
+            .collect()
+    }
+
     /// Handles one event; `Err` stops the connector.
     async fn on_event(&mut self, event: Event, ctx: &SourceContext) -> Result<(), BoxError> {
         match event {
@@ -166,10 +199,23 @@ impl Source {
                 tracing::info!(topic = %self.topic, qos = self.qos as u8, "Subscribed.");
             }
             Event::Incoming(Incoming::Publish(p)) => {
-                let r = record(&p, self.output);
+                let mut records = self.records(&p, ctx);
                 match (&self.acks, p.qos) {
                     (Some(acks), QoS::AtLeastOnce) => {
-                        let stored = ctx.send_acked(r).await?;
+                        // Records are stored in order: the last one's acknowledgement
+                        // covers the message. One that gave none is acknowledged as is.
+                        let last = records.pop();
+                        for r in records {
+                            ctx.send(r).await?;
+                        }
+                        let stored = match last {
+                            Some(r) => ctx.send_acked(r).await?,
+                            None => {
+                                let (done, stored) = oneshot::channel();
+                                let _ = done.send(());
+                                stored
+                            }
+                        };
                         let pending = PendingAck {
                             generation: self.generation.current(),
                             pkid: p.pkid,
@@ -179,7 +225,11 @@ impl Source {
                         acks.send(pending)
                             .map_err(|_| "the acknowledgement task stopped")?;
                     }
-                    _ => ctx.send(r).await?,
+                    _ => {
+                        for r in records {
+                            ctx.send(r).await?;
+                        }
+                    }
                 }
             }
             _ => {}
@@ -249,6 +299,9 @@ async fn run(
         topic: c.topic.clone(),
         qos,
         output: c.payload_output_type,
+        decoder: runnel_codec::Decoder::new(&c.format),
+        started: runnel_runtime::record::now_millis(),
+        made: 0,
         client,
         events,
         generation,
