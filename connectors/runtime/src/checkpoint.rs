@@ -22,13 +22,13 @@ use tokio::sync::{mpsc, oneshot};
 /// The checkpoint file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint file {path}: {source}")]
+    #[error("checkpoint file {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("checkpoint file {path} is not a checkpoint (remove it to start over): {source}")]
+    #[error("checkpoint file {path} is not a checkpoint (remove it to start over)")]
     Corrupt {
         path: PathBuf,
         #[source]

@@ -73,9 +73,7 @@ impl LocalHub {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Err::Io(format!("creating {}", dir.display()), Some(e.into())))?;
             }
-            let conn = open_conn(&p)?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
+            open_with_schema(&p)
         })
         .await?;
         Ok(LocalHub {
@@ -432,6 +430,31 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Opens the file and creates what is missing. Two processes opening a new file at once
+/// race to switch it to WAL and to create the tables; SQLite answers the loser "database is
+/// locked" at once there (its busy handler is skipped where waiting could deadlock), so the
+/// loser tries again, for up to 30 s like any other wait for the lock.
+fn open_with_schema(path: &std::path::Path) -> Result<Connection, Err> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let opened = open_conn(path).and_then(|c| {
+            c.execute_batch(SCHEMA)?;
+            Ok(c)
+        });
+        match opened {
+            Err(Err::Sql(e))
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20 + fastrand::u64(..30)));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_conn(path: &std::path::Path) -> Result<Connection, Err> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
@@ -611,6 +634,26 @@ mod tests {
         let mut buf = Vec::new();
         encode_headers(&h, &mut buf);
         assert_eq!(decode_headers(&buf), h);
+    }
+
+    /// Two connectors started at once on a new hub file raced to set it up, and the loser
+    /// failed with "database is locked" (seen as a flaky mqtt test). Many at once now all
+    /// open it.
+    #[test]
+    fn many_open_a_new_file_at_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("hub.db");
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || open_with_schema(&p).map(|_| ()))
+                })
+                .collect();
+            for o in openers {
+                assert!(o.join().unwrap().is_ok());
+            }
+        }
     }
 
     #[tokio::test]

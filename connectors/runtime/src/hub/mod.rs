@@ -46,7 +46,7 @@ pub enum HubError {
     },
     #[error("{0}")]
     Invalid(String),
-    #[error("local hub {path}: {source}")]
+    #[error("local hub {path}")]
     Local {
         path: String,
         #[source]
