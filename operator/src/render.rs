@@ -250,11 +250,13 @@ pub fn connect_yml(
         doc["transforms"] = serde_json::to_value(&spec.transforms)
             .map_err(|e| invalid("spec.transforms", e.to_string()))?;
     }
+    let doc = serde_yaml::to_value(&doc).map_err(|e| invalid("spec", e.to_string()))?;
     let body = serde_yaml::to_string(&doc).map_err(|e| invalid("spec", e.to_string()))?;
-    // The connector's own checks, as its --check runs them; secret values live in
-    // Kubernetes Secrets, so stand-ins take their place here.
+    // The connector's own checks, as its --check runs them, on the document itself (not
+    // parsed back from the text); secret values live in Kubernetes Secrets, so stand-ins
+    // take their place here.
     entry
-        .check(&body, &SecretStore::stand_ins("secret"))
+        .check(doc, &SecretStore::stand_ins("secret"))
         .map_err(|e| invalid(&spec_path(&e.path, section), e.message))?;
     Ok(format!(
         "# Written by runnel-operator from Connector {name}; edit the Connector, not this.\n{body}"

@@ -116,6 +116,8 @@ struct Parts {
 /// Converts connect.yml text into a Connector in `namespace`.
 pub fn convert(text: &str, namespace: &str) -> Result<Converted, FieldError> {
     let doc = parse_document(text)?;
+    // Read once: the connector's own checks below get this document, not the text again.
+    let whole = Value::Mapping(doc.clone());
     let mut warnings = Vec::new();
     let mut inline_values = BTreeMap::new();
     let versioned = doc.contains_key("apiVersion") || doc.contains_key("meta");
@@ -223,7 +225,7 @@ pub fn convert(text: &str, namespace: &str) -> Result<Converted, FieldError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        entry.check(text, &SecretStore::stand_ins("secret").with_overlay(pairs))?;
+        entry.check(whole, &SecretStore::stand_ins("secret").with_overlay(pairs))?;
     }
     Ok(Converted {
         connector,

@@ -10,9 +10,12 @@
 //! operator validates a Connector with the connector's own checks without linking a hub, the
 //! SmartModule host or their C libraries.
 
-use runnel_config::{ConnectorKind, FieldError, Overrides, SecretStore, load_str, section_schema};
+use runnel_config::{
+    ConnectorKind, FieldError, Overrides, SecretStore, load_value, section_schema,
+};
 pub use runnel_config::{Direction, Grade};
 use serde::Serialize;
+use serde_yaml::Value;
 
 /// One connector type.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -36,7 +39,7 @@ pub struct Entry {
     #[serde(skip)]
     schema: fn() -> schemars::Schema,
     #[serde(skip)]
-    check: fn(&str, &SecretStore) -> Result<(), FieldError>,
+    check: fn(Value, &SecretStore) -> Result<(), FieldError>,
 }
 
 impl Entry {
@@ -63,7 +66,9 @@ impl Entry {
 
     /// Checks connect.yml text for this connector with the connector's own rules, exactly
     /// as its `--check` would, with `secrets` giving the values of `${{ secrets.NAME }}`.
-    pub fn check(&self, connect_yml: &str, secrets: &SecretStore) -> Result<(), FieldError> {
+    /// `connect_yml` is the parsed document (`runnel_config::parse_yaml`): the caller read
+    /// it once for its own ends, and it is not parsed again here.
+    pub fn check(&self, connect_yml: Value, secrets: &SecretStore) -> Result<(), FieldError> {
         (self.check)(connect_yml, secrets)
     }
 
@@ -78,8 +83,8 @@ impl Entry {
     }
 }
 
-fn check<C: ConnectorKind>(text: &str, secrets: &SecretStore) -> Result<(), FieldError> {
-    load_str::<C>(text, secrets, &Overrides::default()).map(|_| ())
+fn check<C: ConnectorKind>(doc: Value, secrets: &SecretStore) -> Result<(), FieldError> {
+    load_value::<C>(doc, secrets, &Overrides::default()).map(|_| ())
 }
 
 /// Every connector type, sources first.
@@ -184,12 +189,16 @@ mod tests {
         );
     }
 
+    fn yaml(text: &str) -> Value {
+        runnel_config::parse_yaml(text).unwrap()
+    }
+
     #[test]
     fn checks_with_the_connectors_own_rules() {
         let e = find("http-source").unwrap();
         let err = e
             .check(
-                "apiVersion: 0.2.0\nmeta: {name: a, type: http-source, topic: t, version: 0.1.0}\nhttp: {endpoint: 'ftp://x'}\n",
+                yaml("apiVersion: 0.2.0\nmeta: {name: a, type: http-source, topic: t, version: 0.1.0}\nhttp: {endpoint: 'ftp://x'}\n"),
                 &SecretStore::default(),
             )
             .unwrap_err();
@@ -200,7 +209,7 @@ mod tests {
         let ok = "apiVersion: 0.2.0\nmeta: {name: a, type: http-sink, topic: t, secrets: [{name: TOKEN}]}\nhttp: {endpoint: 'https://x/${{ secrets.TOKEN }}', concurrency: 4}\n";
         find("http-sink")
             .unwrap()
-            .check(ok, &SecretStore::stand_ins("secret"))
+            .check(yaml(ok), &SecretStore::stand_ins("secret"))
             .unwrap();
         let schema = find("http-sink").unwrap().schema();
         assert!(

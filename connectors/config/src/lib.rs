@@ -266,7 +266,17 @@ pub fn load_str<C: ConnectorKind>(
     store: &SecretStore,
     overrides: &Overrides,
 ) -> Result<ConnectorConfig<C::Config>, FieldError> {
-    resolve::<C>(parse_yaml(text)?, store, overrides)
+    load_value::<C>(parse_yaml(text)?, store, overrides)
+}
+
+/// Loads a config from a document already parsed ([`parse_yaml`]), for tools that read the
+/// document for their own ends too and should not parse it twice.
+pub fn load_value<C: ConnectorKind>(
+    doc: Value,
+    store: &SecretStore,
+    overrides: &Overrides,
+) -> Result<ConnectorConfig<C::Config>, FieldError> {
+    resolve::<C>(doc, store, overrides)
 }
 
 /// Parses connect.yml text into a YAML value with YAML tags dropped; a syntax error says
