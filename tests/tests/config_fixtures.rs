@@ -97,6 +97,7 @@ fn good_fixtures_and_examples_pass_check() {
         let out = Command::new(bin(connector))
             .env("WEBHOOK_TOKEN", "t0ken-for-check")
             .env("MQTT_PASSWORD", "pa55-for-check")
+            .env("RABBITMQ_PASSWORD", "pa55-for-check")
             .arg("--config")
             .arg(e)
             .arg("--check")

@@ -87,7 +87,7 @@ fn check<C: ConnectorKind>(doc: Value, secrets: &SecretStore) -> Result<(), Fiel
     load_value::<C>(doc, secrets, &Overrides::default()).map(|_| ())
 }
 
-/// Every connector type, sources first.
+/// Every connector type, in the order they were added.
 pub static CATALOG: &[Entry] = &[
     Entry::of::<test_source::TestSource>(),
     Entry::of::<http_source::HttpSource>(),
@@ -96,6 +96,8 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<mqtt_sink::MqttSink>(),
     Entry::of::<file_source::FileSource>(),
     Entry::of::<file_sink::FileSink>(),
+    Entry::of::<rabbitmq_source::RabbitmqSource>(),
+    Entry::of::<rabbitmq_sink::RabbitmqSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

@@ -220,6 +220,74 @@ fn join(path: &[String]) -> String {
     out
 }
 
+/// A value that is never printed: `Debug`, `Serialize` (`--check`) and errors show `******`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value, for the one place that needs it (a login, a connection string).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(MASK)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Secret)
+    }
+}
+
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A secret; write it as ${{ secrets.NAME }}. Never printed.",
+            "type": "string"
+        })
+    }
+}
+
+/// [`masked_url`] for an optional URL field.
+pub fn masked_url_option<S: serde::Serializer>(
+    value: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(u) => masked_url(u, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Serializes a URL field with its password (if any) shown as `******`, for `--check`.
+/// For `#[serde(serialize_with)]`.
+pub fn masked_url<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+    match url::Url::parse(value.trim()) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            s.serialize_str(u.as_str())
+        }
+        _ => s.serialize_str(value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,58 +5,13 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, Transport};
-use runnel_config::{FieldError, Seconds, secrets::MASK};
-use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use runnel_config::{FieldError, Seconds};
+// Shared with every connector that takes a password.
+pub use runnel_config::secrets::{Secret, masked_url};
 
 /// The MQTT maximum (256 MB): a large message must never cut the connection, or it would
 /// come back after every reconnect.
 const MAX_PACKET: usize = 268_435_455;
-
-/// A value that is never printed: `Debug`, `Serialize` (`--check`) and errors show `******`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The value, for the one place that needs it: the CONNECT packet.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(MASK)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(MASK)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
-impl JsonSchema for Secret {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Secret".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A secret; write it as ${{ secrets.NAME }}. Never printed.",
-            "type": "string"
-        })
-    }
-}
 
 /// A broker address parsed from `mqtt://[user[:password]@]host[:port][?client_id=ID]`
 /// (`mqtts://` for TLS; `tcp://` and `ssl://` as rumqttc and Fluvio accept them; a bare
@@ -128,7 +83,7 @@ impl BrokerUrl {
                 .unwrap_or_default()
         };
         let username = (!url.username().is_empty()).then(|| decode(url.username()));
-        let password = url.password().map(|p| Secret(decode(p)));
+        let password = url.password().map(|p| Secret::new(decode(p)));
         Ok(BrokerUrl {
             host,
             port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
@@ -155,18 +110,6 @@ impl fmt::Display for BrokerUrl {
 impl fmt::Debug for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-/// Serializes a URL field with its password (if any) shown as `******`, for `--check`.
-/// For `#[serde(serialize_with)]`.
-pub fn masked_url<S: Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
-    match url::Url::parse(value.trim()) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(MASK));
-            s.serialize_str(u.as_str())
-        }
-        _ => s.serialize_str(value),
     }
 }
 

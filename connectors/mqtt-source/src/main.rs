@@ -199,23 +199,10 @@ impl Source {
                 tracing::info!(topic = %self.topic, qos = self.qos as u8, "Subscribed.");
             }
             Event::Incoming(Incoming::Publish(p)) => {
-                let mut records = self.records(&p, ctx);
+                let records = self.records(&p, ctx);
                 match (&self.acks, p.qos) {
                     (Some(acks), QoS::AtLeastOnce) => {
-                        // Records are stored in order: the last one's acknowledgement
-                        // covers the message. One that gave none is acknowledged as is.
-                        let last = records.pop();
-                        for r in records {
-                            ctx.send(r).await?;
-                        }
-                        let stored = match last {
-                            Some(r) => ctx.send_acked(r).await?,
-                            None => {
-                                let (done, stored) = oneshot::channel();
-                                let _ = done.send(());
-                                stored
-                            }
-                        };
+                        let stored = ctx.send_all_acked(records).await?;
                         let pending = PendingAck {
                             generation: self.generation.current(),
                             pkid: p.pkid,

@@ -102,6 +102,25 @@ impl SourceContext {
         Ok(rx)
     }
 
+    /// Hands on the records one message of the outside system gave (none, one, or several:
+    /// CSV rows) and returns a receiver that completes once the hub has them all (records
+    /// are stored in order, so the last one's acknowledgement covers them), at once when
+    /// there were none. Acknowledge the message when it completes.
+    pub async fn send_all_acked(
+        &self,
+        mut records: Vec<Record>,
+    ) -> Result<oneshot::Receiver<()>, Closed> {
+        let Some(last) = records.pop() else {
+            let (done, stored) = oneshot::channel();
+            let _ = done.send(());
+            return Ok(stored);
+        };
+        for r in records {
+            self.send(r).await?;
+        }
+        self.send_acked(last).await
+    }
+
     /// Hands a record on with the source's position after it (saved under `key` in the
     /// checkpoint store once the hub stored this record and every one sent before it).
     /// Giving a position with the last record of each read is enough: the ones before it
