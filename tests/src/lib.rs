@@ -8,7 +8,7 @@ pub mod contract;
 pub mod k8s;
 pub mod mosquitto;
 pub mod oracle;
-pub mod rabbitmq;
+pub use runnel_test_servers::rabbitmq;
 pub mod servers;
 
 use std::{
