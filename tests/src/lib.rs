@@ -8,14 +8,15 @@ pub mod contract;
 pub mod k8s;
 pub mod mosquitto;
 pub mod oracle;
-pub use runnel_test_servers::rabbitmq;
+// The process and port helpers live with the servers, which benchmarks use without this kit.
+pub use runnel_test_servers::{Proc, free_port, rabbitmq};
 pub mod servers;
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -221,118 +222,6 @@ impl Default for TempHub {
     }
 }
 
-/// A child process killed (SIGKILL) when dropped, its stderr kept in a file.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Starts `cmd` with stdout and stderr into `log`.
-    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        cmd.stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .stdin(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        Proc { child, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM failed");
-    }
-
-    /// SIGKILL, as a crash would.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the exit; `None` when it takes longer than `timeout`. Async, so servers
-    /// on the test's runtime keep answering meanwhile.
-    pub async fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// [`Proc::wait_timeout`] for tests without a runtime.
-    pub fn wait_blocking(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits up to `timeout` for the exit, then checks its code and that the output says
-    /// `needle`; returns the output.
-    pub async fn expect_exit(&mut self, timeout: Duration, code: i32, needle: &str) -> String {
-        let status = self.wait_timeout(timeout).await;
-        let out = self.output();
-        let status = status.unwrap_or_else(|| panic!("still running after {timeout:?}:\n{out}"));
-        assert_eq!(status.code(), Some(code), "{out}");
-        assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
-        out
-    }
-
-    /// The port of the connector's health server, read from its startup log line.
-    pub async fn health_port(&self) -> u16 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.output();
-            if let Some(port) = out
-                .lines()
-                .filter(|l| l.contains("Serving /healthz"))
-                .find_map(|l| l.split("addr=").nth(1))
-                .and_then(|a| a.trim().rsplit(':').next())
-                .and_then(|p| p.parse().ok())
-            {
-                return port;
-            }
-            assert!(Instant::now() < deadline, "no health server in:\n{out}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then exit 0 within 15 s (the output is in the failure).
-    pub async fn stop(&mut self) {
-        self.terminate();
-        let status = self.wait_timeout(Duration::from_secs(15)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "no clean exit after SIGTERM ({status:?}):\n{}",
-            self.output()
-        );
-    }
-}
-
 /// Checks that every item of `want` is in `got` and returns how many of `got` repeat.
 pub fn each_present(got: &[String], want: impl IntoIterator<Item = String>) -> usize {
     let seen = counts(got);
@@ -340,13 +229,6 @@ pub fn each_present(got: &[String], want: impl IntoIterator<Item = String>) -> u
         assert!(seen.contains_key(&w), "{w:?} is missing");
     }
     got.len() - seen.len()
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The peak resident memory of process `pid`, in bytes (VmHWM).
@@ -371,15 +253,6 @@ pub fn connector(name: &str, hub: &TempHub) -> Command {
         .env("RUNNEL_HEALTH_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     cmd
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `check` until it is true; panics with `what` after `timeout`.

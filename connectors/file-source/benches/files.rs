@@ -58,18 +58,11 @@ impl TempHub {
     }
 }
 
-/// A release binary of the workspace, built first (see the command above).
 fn release_bin(name: &str) -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("release").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run cargo build --release --locked -p file-source -p file-sink",
-        path.display()
-    );
-    path
+    runnel_test_servers::release_bin(
+        name,
+        "cargo build --release --locked -p file-source -p file-sink",
+    )
 }
 
 fn line(case: &str, ours: f64, peer_name: &str, peer: f64, unit: &str) {

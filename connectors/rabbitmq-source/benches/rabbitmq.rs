@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{path::Path, process::Command, time::Instant};
+use std::{process::Command, time::Instant};
 
 use futures_util::StreamExt;
 use lapin::{
@@ -36,16 +36,10 @@ use runnel_test_servers::rabbitmq::RabbitMq;
 const BODY: usize = 100;
 
 fn release_bin(name: &str) -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("release").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run cargo build --release --locked -p rabbitmq-source -p rabbitmq-sink",
-        path.display()
-    );
-    path
+    runnel_test_servers::release_bin(
+        name,
+        "cargo build --release --locked -p rabbitmq-source -p rabbitmq-sink",
+    )
 }
 
 fn body(i: usize) -> Vec<u8> {

@@ -68,8 +68,8 @@ fn text(v: &AMQPValue) -> Option<String> {
 impl Extract {
     /// The records of one delivery: one, or with `format: csv` one per row, or none when
     /// the body does not decode (logged with the reason, counted in records_failed).
-    fn records(&mut self, d: &Delivery, ctx: &SourceContext) -> Vec<Record> {
-        let body = bytes::Bytes::from(d.data.clone());
+    fn records(&mut self, d: &mut Delivery, ctx: &SourceContext) -> Vec<Record> {
+        let body = bytes::Bytes::from(std::mem::take(&mut d.data));
         let mut out = Vec::new();
         if self.decoder.is_passthrough() {
             out.push(Record::new(body));
@@ -188,12 +188,12 @@ async fn consume(
             _ = ctx.shutdown().wait() => return Ok(End::Shutdown),
             n = consumer.next() => n,
         };
-        let d = match next {
+        let mut d = match next {
             Some(Ok(d)) => d,
             Some(Err(e)) => return Ok(End::Lost(rabbitmq_common::describe(&e))),
             None => return Ok(End::Lost("the broker cancelled the consumer".into())),
         };
-        let stored = ctx.send_all_acked(extract.records(&d, ctx)).await?;
+        let stored = ctx.send_all_acked(extract.records(&mut d, ctx)).await?;
         acks.send(PendingAck {
             acker: d.acker,
             stored,
