@@ -98,6 +98,7 @@ fn good_fixtures_and_examples_pass_check() {
             .env("WEBHOOK_TOKEN", "t0ken-for-check")
             .env("MQTT_PASSWORD", "pa55-for-check")
             .env("RABBITMQ_PASSWORD", "pa55-for-check")
+            .env("REDIS_PASSWORD", "pa55-for-check")
             .arg("--config")
             .arg(e)
             .arg("--check")

@@ -98,6 +98,9 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<file_sink::FileSink>(),
     Entry::of::<rabbitmq_source::RabbitmqSource>(),
     Entry::of::<rabbitmq_sink::RabbitmqSink>(),
+    Entry::of::<redis_source::RedisSource>(),
+    Entry::of::<redis_sink::RedisSink>(),
+    Entry::of::<webhook_source::WebhookSource>(),
 ];
 
 /// The entry whose canonical type is `kind`.

@@ -9,9 +9,11 @@
 
 mod error;
 pub mod format;
+mod split;
 
 pub use error::CodecError;
 pub use format::{CloudEventsMode, Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
+pub use split::Split;
 
 use bytes::{Buf, Bytes, BytesMut};
 use runnel_core::{ByteSize, FieldError};

@@ -30,6 +30,16 @@ impl Health {
         self.upstream.store(ready, Ordering::Relaxed);
     }
 
+    /// Whether the hub side is up (its last write or read went through).
+    pub fn is_hub(&self) -> bool {
+        self.hub.load(Ordering::Relaxed)
+    }
+
+    /// Whether the outside system's side says it is ready.
+    pub fn is_upstream(&self) -> bool {
+        self.upstream.load(Ordering::Relaxed)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.hub.load(Ordering::Relaxed) && self.upstream.load(Ordering::Relaxed)
     }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod rabbitmq;
+pub mod redis;
 
 use std::{
     path::PathBuf,
