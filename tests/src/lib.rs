@@ -9,7 +9,7 @@ pub mod k8s;
 pub mod mosquitto;
 pub mod oracle;
 // The process and port helpers live with the servers, which benchmarks use without this kit.
-pub use runnel_test_servers::{Proc, free_port, rabbitmq, redis};
+pub use runnel_test_servers::{Proc, free_port, rabbitmq, redis, websocket};
 pub mod servers;
 
 use std::{

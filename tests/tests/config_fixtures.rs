@@ -99,6 +99,7 @@ fn good_fixtures_and_examples_pass_check() {
             .env("MQTT_PASSWORD", "pa55-for-check")
             .env("RABBITMQ_PASSWORD", "pa55-for-check")
             .env("REDIS_PASSWORD", "pa55-for-check")
+            .env("WS_API_KEY", "k3y-for-check")
             .arg("--config")
             .arg(e)
             .arg("--check")

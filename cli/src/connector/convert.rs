@@ -298,13 +298,15 @@ fn versioned_parts(mut doc: Mapping, warnings: &mut Vec<String>) -> Result<Parts
             ));
         }
     };
-    let section_name = section_of(&kind).to_string();
+    let mut section_name = section_of(&kind).to_string();
+    let aliases = runnel_catalog::find(&kind).map_or(&[][..], |e| e.section_aliases);
     let transforms = doc.remove("transforms");
     let mut section = None;
     for (k, v) in doc {
         let k = plain_text(&k);
-        if k == section_name {
+        if section.is_none() && (k == section_name || aliases.contains(&k.as_str())) {
             section = Some(v);
+            section_name = k;
         } else {
             return Err(FieldError::new(
                 k,

@@ -27,6 +27,9 @@ pub struct Entry {
     pub aliases: &'static [&'static str],
     /// Its section in the versioned connect.yml format (`http`).
     pub section: &'static str,
+    /// Other section names its files may use (Fluvio's `http:` for websocket-source).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub section_aliases: &'static [&'static str],
     pub direction: Direction,
     pub summary: &'static str,
     pub grade: Grade,
@@ -49,6 +52,7 @@ impl Entry {
             kind: C::TYPE,
             aliases: C::ALIASES,
             section: C::SECTION,
+            section_aliases: C::SECTION_ALIASES,
             direction: C::DIRECTION,
             summary: C::SUMMARY,
             grade: C::GRADE,
@@ -101,6 +105,8 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<redis_source::RedisSource>(),
     Entry::of::<redis_sink::RedisSink>(),
     Entry::of::<webhook_source::WebhookSource>(),
+    Entry::of::<websocket_source::WebSocketSource>(),
+    Entry::of::<websocket_sink::WebSocketSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

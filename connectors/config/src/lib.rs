@@ -79,6 +79,8 @@ pub trait ConnectorKind {
     const ALIASES: &'static [&'static str];
     /// The name of its section in the versioned format (`http`).
     const SECTION: &'static str;
+    /// Other section names accepted in place of it (websocket-source reads Fluvio's `http:`).
+    const SECTION_ALIASES: &'static [&'static str] = &[];
     const DIRECTION: Direction;
     /// Old flag names that map onto a section field: `(flag, field)`.
     const FLAG_ALIASES: &'static [(&'static str, &'static str)] = &[];
@@ -522,7 +524,16 @@ fn apply_section_overrides<C: ConnectorKind>(
     if section.is_empty() {
         return;
     }
-    let key = if versioned { C::SECTION } else { "parameters" };
+    let key = if !versioned {
+        "parameters"
+    } else {
+        // Into the section the file wrote, when it used another of the type's names.
+        C::SECTION_ALIASES
+            .iter()
+            .copied()
+            .find(|a| doc.contains_key(*a))
+            .unwrap_or(C::SECTION)
+    };
     if let Some(m) = mapping_at(doc, key) {
         for (k, v) in section {
             m.insert(k.clone(), v.clone());
@@ -717,11 +728,21 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
         }
     };
     let transforms = doc.remove("transforms").unwrap_or(Value::Null);
-    let mut section = Value::Mapping(Mapping::new());
+    let mut section = Value::Null;
+    let mut section_path = C::SECTION.to_string();
     for (k, v) in doc {
         let k = key_name(&k);
-        if k == C::SECTION {
+        if k == C::SECTION || C::SECTION_ALIASES.contains(&k.as_str()) {
+            if !section.is_null() {
+                return Err(FieldError::new(
+                    k,
+                    format!(
+                        "the options are already under {section_path}: write them in one section"
+                    ),
+                ));
+            }
             section = v;
+            section_path = k;
         } else {
             return Err(FieldError::new(
                 k,
@@ -752,7 +773,7 @@ fn normalize_versioned<C: ConnectorKind>(mut doc: Mapping) -> Result<Normalized,
         meta_prefix: "meta.",
         direction: None,
         section,
-        section_path: C::SECTION.to_string(),
+        section_path,
         transforms,
     })
 }

@@ -288,9 +288,61 @@ pub fn masked_url<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::E
     }
 }
 
+/// Whether a header of this name usually carries a credential.
+fn credential_header(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    [
+        "auth",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "pass",
+        "session",
+        "signature",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Serializes a list of "Name: value" header lines with the value of every header that
+/// usually carries a credential (Authorization, Cookie, X-Api-Key, ...-Token) shown as
+/// `******`, for `--check`: a credential written in the file as it is stays out of the
+/// output too. For `#[serde(serialize_with)]`.
+pub fn masked_headers<S: serde::Serializer>(lines: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(lines.len()))?;
+    for line in lines {
+        match line.split_once(':') {
+            Some((name, _)) if credential_header(name) => {
+                seq.serialize_element(&format!("{name}: {MASK}"))?;
+            }
+            _ => seq.serialize_element(line)?,
+        }
+    }
+    seq.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_headers_are_masked() {
+        let lines = vec![
+            "x-secret-token: abc123".to_string(),
+            "Authorization: Bearer t".to_string(),
+            "Accept: text/plain".to_string(),
+        ];
+        let mut out = Vec::new();
+        masked_headers(&lines, &mut serde_json::Serializer::new(&mut out)).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            !out.contains("abc123") && !out.contains("Bearer t"),
+            "{out}"
+        );
+        assert!(out.contains("Accept: text/plain"), "{out}");
+    }
 
     #[test]
     fn renders_and_masks() {

@@ -29,7 +29,7 @@ pub struct HttpSinkConfig {
     #[serde(default = "default_method")]
     pub method: String,
     /// Request headers, each written "Name: value".
-    #[serde(default)]
+    #[serde(default, serialize_with = "runnel_config::secrets::masked_headers")]
     pub headers: Vec<String>,
     /// The User-Agent header. Default runnel-http-sink/VERSION.
     #[serde(alias = "user-agent")]

@@ -33,7 +33,7 @@ pub struct HttpSourceConfig {
     #[serde(default = "default_method")]
     pub method: String,
     /// Request headers, each written "Name: value".
-    #[serde(default)]
+    #[serde(default, serialize_with = "runnel_config::secrets::masked_headers")]
     pub headers: Vec<String>,
     /// A body to send with each request.
     pub body: Option<String>,

@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{process::Command, time::Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use lapin::{
@@ -26,11 +26,7 @@ use lapin::{
     },
     types::FieldTable,
 };
-use runnel_runtime::{
-    Record,
-    config::OffsetStart,
-    hub::{Hub, HubUrl},
-};
+use runnel_test_servers::bench::{BenchHub, count, line, runtime, stop};
 use runnel_test_servers::rabbitmq::RabbitMq;
 
 const BODY: usize = 100;
@@ -119,117 +115,61 @@ async fn bare_consume(url: &str, q: &str, n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-struct TempHub {
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl TempHub {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("local:{}", dir.path().join("hub.db").display());
-        TempHub { _dir: dir, url }
-    }
-
-    async fn hub(&self) -> Hub {
-        Hub::connect(&self.url.parse::<HubUrl>().unwrap())
-            .await
-            .unwrap()
-    }
-}
-
-fn stop(mut child: std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
 async fn source(r: &RabbitMq, q: &str, n: usize) -> f64 {
-    let hub = TempHub::new();
+    let hub = BenchHub::new();
     let start = Instant::now();
-    let child = Command::new(release_bin("rabbitmq-source"))
-        .env("RUNNEL_HUB", &hub.url)
-        .env("RUNNEL_HEALTH_ADDR", "off")
-        .env("RUST_LOG", "warn")
-        .args(["--name", "bench", "--topic", "bench", "--create-topic"])
-        .args(["--url", &r.url(), "--queue", q, "--prefetch", "100"])
-        .spawn()
-        .unwrap();
-    let h = hub.hub().await;
-    loop {
-        if let Ok(Some(t)) = h.topic("bench").await
-            && t.records >= n as u64
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let child = hub.start(
+        &release_bin("rabbitmq-source"),
+        &[
+            "--name",
+            "bench",
+            "--topic",
+            "bench",
+            "--create-topic",
+            "--url",
+            &r.url(),
+            "--queue",
+            q,
+            "--prefetch",
+            "100",
+        ],
+    );
+    hub.until_records("bench", n).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
     stop(child);
     rate
 }
 
 async fn sink(r: &RabbitMq, q: &str, n: usize, concurrency: usize) -> f64 {
-    let hub = TempHub::new();
-    {
-        let h = hub.hub().await;
-        h.ensure_topic("out", true, None).await.unwrap();
-        let mut p = h.producer("out").await.unwrap();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
-            p.send(chunk.iter().map(|&i| Record::new(body(i))).collect())
-                .await
-                .unwrap();
-        }
-    }
+    let hub = BenchHub::new();
+    hub.fill("out", n, body).await;
     let start = Instant::now();
-    let child = Command::new(release_bin("rabbitmq-sink"))
-        .env("RUNNEL_HUB", &hub.url)
-        .env("RUNNEL_HEALTH_ADDR", "off")
-        .env("RUST_LOG", "warn")
-        .args(["--name", "bench", "--topic", "out", "--url", &r.url()])
-        .args([
+    let c = concurrency.to_string();
+    let child = hub.start(
+        &release_bin("rabbitmq-sink"),
+        &[
+            "--name",
+            "bench",
+            "--topic",
+            "out",
+            "--url",
+            &r.url(),
             "--routing-key",
             q,
             "--concurrency",
-            &concurrency.to_string(),
-        ])
-        .spawn()
-        .unwrap();
-    let h = hub.hub().await;
-    loop {
-        let c = h
-            .consumer("out", 0, Some("bench"), OffsetStart::Beginning)
-            .await
-            .unwrap();
-        if c.position() >= n as i64 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+            &c,
+        ],
+    );
+    hub.until_committed("out", "bench", n).await;
     let rate = n as f64 / start.elapsed().as_secs_f64();
     stop(child);
     rate
 }
 
-fn line(case: &str, ours: f64, peer: &str, theirs: f64) {
-    println!(
-        "{case}: runnel {ours:.0} msg/s, {peer} {theirs:.0} msg/s, ratio {:.2}",
-        ours / theirs
-    );
-}
-
 fn main() {
-    let n: usize = std::env::var("RUNNEL_BENCH_MESSAGES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let n = count("RUNNEL_BENCH_MESSAGES", 200_000);
     let r = RabbitMq::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let url = r.url();
         let (_c, ch) = channel(&url).await;

@@ -5,8 +5,11 @@
 // Test support: a server that cannot start fails the test or benchmark then and there.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod rabbitmq;
 pub mod redis;
+pub mod websocket;
 
 use std::{
     path::PathBuf,
