@@ -127,6 +127,37 @@ async fn fluvio_file_subscribes_and_moves_100k_messages_in_order() {
     drop(p);
 }
 
+/// Fluvio's http connector with a ws:// endpoint (`type: http-source`) runs the same
+/// WebSocket client: it subscribes and moves the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_source_with_a_ws_endpoint_is_a_websocket_client() {
+    let peer = Peer::start(Behaviour {
+        subscriptions: 1,
+        ..feed(1_000)
+    })
+    .await;
+    let hub = TempHub::new();
+    let file = hub.path("connect.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.3.0\n  name: trades\n  type: http-source\n  topic: trades\n  create-topic: true\nhttp:\n  endpoint: {}\n  websocket_config:\n    subscription_messages: [subscribe]\n",
+            peer.url("/ws")
+        ),
+    )
+    .unwrap();
+    let mut cmd = connector("http-source", &hub);
+    cmd.arg("--config").arg(&file);
+    let _p = Proc::spawn(cmd, hub.path("http.log"));
+    wait_until(Duration::from_secs(60), "1,000 records", || async {
+        hub.count("trades").await >= 1_000
+    })
+    .await;
+    let want: Vec<String> = (0..1_000).map(|i| format!("m{i}")).collect();
+    assert_eq!(values(&hub.read_all("trades").await), want);
+    assert_eq!(peer.received(), vec!["subscribe"]);
+}
+
 /// The server closes every connection (a Close frame) mid-feed and stops listening, then
 /// listens again: the connector reconnects by itself, subscribes again, and, the server
 /// having closed gracefully, nothing is lost and nothing repeated.

@@ -19,6 +19,12 @@ pub fn endpoint(field: &str, s: &str) -> Result<Url, FieldError> {
         Url::parse(s.trim()).map_err(|e| FieldError::new(field, format!("invalid URL: {e}")))?;
     match url.scheme() {
         "http" | "https" => Ok(url),
+        ws @ ("ws" | "wss") => Err(FieldError::new(
+            field,
+            format!(
+                "{ws}:// is a WebSocket URL: websocket-sink sends records to WebSocket servers"
+            ),
+        )),
         other => Err(FieldError::new(
             field,
             format!("unsupported scheme {other:?}: use http:// or https://"),

@@ -1,4 +1,4 @@
-//! http-source's config: poll an HTTP endpoint every `interval`, or keep one response open and split it into records (`stream: true`), as Fluvio's http-source does. The binary (feature `run`) does it.
+//! http-source's config: poll an HTTP endpoint every `interval`, or keep one response open and split it into records (`stream: true`), as Fluvio's http-source does; a ws:// or wss:// endpoint runs websocket-source's client, as Fluvio's http connector serves WebSockets too. The binary (feature `run`) does it.
 
 use runnel_codec::{FormatKind, FormatOptions, Framing, FramingKind, MaxRecordSize, Way};
 use runnel_config::{
@@ -7,6 +7,7 @@ use runnel_config::{
 use runnel_core::retry::check_backoff;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use websocket_source::{WebSocketOptions, WebSocketSourceConfig};
 
 /// The http-source connector type.
 #[derive(Debug)]
@@ -84,6 +85,14 @@ pub struct HttpSourceConfig {
     /// The longest wait between reconnects. Default 30s.
     #[serde(default = "default_max_backoff", alias = "max-backoff")]
     pub max_backoff: HumanDuration,
+    /// Fluvio's WebSocket options, read with a ws:// or wss:// endpoint: http-source then
+    /// runs as websocket-source does (`subscription_messages`, `ping_interval_ms`).
+    #[serde(
+        default,
+        alias = "websocket-config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub websocket_config: Option<WebSocketOptions>,
     /// The largest record: a polled body, or one delimited piece of a stream. A larger one
     /// is not kept: it is skipped with a warning naming its size and counted in
     /// records_failed, and a stream resumes at the next delimiter. Default 1MiB (Kafka's
@@ -137,6 +146,28 @@ fn default_max_backoff() -> HumanDuration {
 }
 
 impl HttpSourceConfig {
+    /// Whether the endpoint is a WebSocket (ws:// or wss://), which Fluvio's http connector
+    /// also serves.
+    pub fn is_websocket(&self) -> bool {
+        let e = self.endpoint.trim().to_ascii_lowercase();
+        e.starts_with("ws://") || e.starts_with("wss://")
+    }
+
+    /// The options as websocket-source reads them, for a WebSocket endpoint.
+    pub fn websocket(&self) -> WebSocketSourceConfig {
+        WebSocketSourceConfig {
+            endpoint: self.endpoint.clone(),
+            headers: self.headers.clone(),
+            subprotocol: None,
+            websocket_config: self.websocket_config.clone().unwrap_or_default(),
+            format: self.format.clone(),
+            max_record_size: self.max_record_size,
+            connect_timeout: self.request_timeout,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+        }
+    }
+
     /// How stream mode cuts the response, checked.
     pub fn stream_framing(&self) -> Result<Framing, FieldError> {
         match self.framing {
@@ -166,6 +197,15 @@ impl HttpSourceConfig {
 
 impl Validate for HttpSourceConfig {
     fn validate(&self) -> Result<(), FieldError> {
+        if self.is_websocket() {
+            return self.websocket().validate();
+        }
+        if self.websocket_config.is_some() {
+            return Err(FieldError::new(
+                "websocket_config",
+                "is read with a ws:// or wss:// endpoint only",
+            ));
+        }
         http_common::endpoint("endpoint", &self.endpoint)?;
         http_common::method("method", &self.method)?;
         http_common::header_map("headers", &self.headers)?;

@@ -441,6 +441,9 @@ async fn run(
     ctx: SourceContext,
 ) -> Result<(), BoxError> {
     let c = &config.config;
+    if c.is_websocket() {
+        return websocket_source::run::run(&c.websocket(), ctx).await;
+    }
     let poller = Poller::new(c)?;
     if c.stream {
         stream_loop(c, poller, ctx).await

@@ -795,11 +795,16 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
     health.set_hub(true);
     let mut dead_letter: Option<Producer> = None;
     let settings = Arc::new(settings);
+    // The batch read while the one before it was being delivered.
+    let mut next: Option<Vec<ConsumedRecord>> = None;
     loop {
-        let batch = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return Ok(()),
-            r = consumer.fetch(settings.batch_records, Duration::from_millis(500)) => r?,
+        let batch = match next.take() {
+            Some(b) => b,
+            None => tokio::select! {
+                biased;
+                _ = shutdown.wait() => return Ok(()),
+                r = consumer.fetch(settings.batch_records, Duration::from_millis(500)) => r?,
+            },
         };
         let Some(last) = batch.last().map(|r| r.offset) else {
             continue;
@@ -867,10 +872,16 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
             .await?;
         }
         let batch = Arc::new(batch);
-        let failures = match deliver
-            .deliver(&batch, &settings, &metrics, &shutdown)
-            .await
-        {
+        // The next batch is read from the hub while this one is delivered (what is already
+        // there, without waiting); it is delivered only after this one is committed, so the
+        // order and the commits stay as they were.
+        let (outcome, prefetched) = tokio::join!(
+            deliver.deliver(&batch, &settings, &metrics, &shutdown),
+            consumer.fetch(settings.batch_records, Duration::ZERO)
+        );
+        let prefetched = prefetched?;
+        next = (!prefetched.is_empty()).then_some(prefetched);
+        let failures = match outcome {
             Batch::Done(f) => f,
             Batch::Interrupted => {
                 // Shutdown mid-batch: not committed, redelivered after a restart.

@@ -4,6 +4,9 @@
 //! WebSockets with its http connector, so the section may be called `http:` and takes
 //! Fluvio's `endpoint`, `headers` and `websocket_config`. The binary (feature `run`) does it.
 
+#[cfg(feature = "run")]
+pub mod run;
+
 use runnel_codec::{FormatOptions, MaxRecordSize, Way};
 use runnel_config::{ConnectorKind, Direction, FieldError, Grade, HumanDuration, Validate};
 use runnel_core::retry::check_backoff;
@@ -66,7 +69,7 @@ pub struct WebSocketSourceConfig {
 }
 
 /// Fluvio's `websocket_config`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebSocketOptions {
     /// Text messages sent, in order, after every connect and reconnect (a subscribe
