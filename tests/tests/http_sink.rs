@@ -347,7 +347,7 @@ async fn secrets_never_reach_the_logs() {
     let shown = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success());
     assert!(
-        shown.contains("Bearer ******") && !shown.contains(secret),
+        shown.contains("'Authorization: ******'") && !shown.contains(secret),
         "{shown}"
     );
 }
