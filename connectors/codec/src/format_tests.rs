@@ -254,3 +254,25 @@ proptest! {
         prop_assert_eq!(got_id, Bytes::from(id));
     }
 }
+
+/// Messages reads each message on its own: a CSV header row is read again in every one,
+/// rows decoded before a bad one are kept, and bytes pass through untouched.
+#[test]
+fn messages_read_each_message_on_its_own() {
+    let mut m = crate::Messages::new(&opts(r#""csv""#), 1);
+    let mut out = Vec::new();
+    m.records(Bytes::from_static(b"a,b\n1,2\n"), &mut out)
+        .unwrap();
+    m.records(Bytes::from_static(b"a,b\n3,4\n"), &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(&out[1].value[..], br#"{"a":"3","b":"4"}"#);
+    let mut m = crate::Messages::new(&opts(r#""json""#), 1);
+    let mut out = Vec::new();
+    assert!(m.records(Bytes::from_static(b"{nope"), &mut out).is_err());
+    assert!(out.is_empty());
+    let mut m = crate::Messages::new(&FormatOptions::default(), 1);
+    m.records(Bytes::from_static(b"\xff raw"), &mut out)
+        .unwrap();
+    assert_eq!(&out[0].value[..], b"\xff raw");
+}

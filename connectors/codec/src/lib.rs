@@ -9,10 +9,12 @@
 
 mod error;
 pub mod format;
+mod messages;
 mod split;
 
 pub use error::CodecError;
 pub use format::{CloudEventsMode, Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};
+pub use messages::Messages;
 pub use split::Split;
 
 use bytes::{Buf, Bytes, BytesMut};

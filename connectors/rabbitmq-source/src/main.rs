@@ -48,9 +48,7 @@ async fn ack_task(mut queue: mpsc::UnboundedReceiver<PendingAck>) {
 
 /// Turns deliveries into records.
 struct Extract {
-    decoder: runnel_codec::Decoder,
-    started: i64,
-    made: u64,
+    messages: runnel_codec::Messages,
 }
 
 fn text(v: &AMQPValue) -> Option<String> {
@@ -71,25 +69,9 @@ impl Extract {
     fn records(&mut self, d: &mut Delivery, ctx: &SourceContext) -> Vec<Record> {
         let body = bytes::Bytes::from(std::mem::take(&mut d.data));
         let mut out = Vec::new();
-        if self.decoder.is_passthrough() {
-            out.push(Record::new(body));
-        } else {
-            self.decoder.reset();
-            let mut decoded = Vec::new();
-            let (started, made) = (self.started, &mut self.made);
-            let id = || {
-                *made += 1;
-                format!("{started}-{made}")
-            };
-            if let Err(e) = self.decoder.decode_into(body, id, &mut decoded) {
-                ctx.metrics().records_failed.inc();
-                tracing::warn!(routing_key = %d.routing_key, reason = %runnel_runtime::Chain(&e), "Skipping a message that does not decode.");
-            }
-            for x in decoded {
-                let mut r = Record::new(x.value);
-                r.headers = x.headers;
-                out.push(r);
-            }
+        if let Err(e) = self.messages.records(body, &mut out) {
+            ctx.metrics().records_failed.inc();
+            tracing::warn!(routing_key = %d.routing_key, reason = %runnel_runtime::Chain(&e), "Skipping a message that does not decode.");
         }
         let mut headers = vec![
             ("amqp-exchange".to_string(), d.exchange.as_str().to_string()),
@@ -209,9 +191,7 @@ async fn run(
     let c = &config.config;
     let addr = c.address()?;
     let mut extract = Extract {
-        decoder: runnel_codec::Decoder::new(&c.format),
-        started: runnel_runtime::record::now_millis(),
-        made: 0,
+        messages: runnel_codec::Messages::new(&c.format, runnel_runtime::record::now_millis()),
     };
     let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
     let mut up = true;

@@ -92,9 +92,7 @@ fn read_reply(v: &Value) -> Vec<Entry> {
 
 /// Turns values into records through the codec.
 struct Extract {
-    decoder: runnel_codec::Decoder,
-    started: i64,
-    made: u64,
+    messages: runnel_codec::Messages,
     value_field: Vec<u8>,
 }
 
@@ -107,27 +105,10 @@ impl Extract {
         headers: &[(String, Vec<u8>)],
         ctx: &SourceContext,
     ) -> Vec<Record> {
-        let body = bytes::Bytes::from(value);
         let mut out = Vec::new();
-        if self.decoder.is_passthrough() {
-            out.push(Record::new(body));
-        } else {
-            self.decoder.reset();
-            let mut decoded = Vec::new();
-            let (started, made) = (self.started, &mut self.made);
-            let id = || {
-                *made += 1;
-                format!("{started}-{made}")
-            };
-            if let Err(e) = self.decoder.decode_into(body, id, &mut decoded) {
-                ctx.metrics().records_failed.inc();
-                tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a value that does not decode.");
-            }
-            for x in decoded {
-                let mut r = Record::new(x.value);
-                r.headers = x.headers;
-                out.push(r);
-            }
+        if let Err(e) = self.messages.records(bytes::Bytes::from(value), &mut out) {
+            ctx.metrics().records_failed.inc();
+            tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a value that does not decode.");
         }
         for r in &mut out {
             if let Some(k) = &key {
@@ -518,9 +499,7 @@ async fn run(
     let addr = c.address()?;
     let mode = c.mode()?;
     let mut extract = Extract {
-        decoder: runnel_codec::Decoder::new(&c.format),
-        started: runnel_runtime::record::now_millis(),
-        made: 0,
+        messages: runnel_codec::Messages::new(&c.format, runnel_runtime::record::now_millis()),
         value_field: c.value_field.as_bytes().to_vec(),
     };
     let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);

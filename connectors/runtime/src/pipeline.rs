@@ -633,6 +633,17 @@ pub trait DeliverBatch: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(usize, DeliveryError)>, DeliveryError>> + Send;
 }
 
+/// A writer shared with a task of its own (a keep-alive that watches the connection while
+/// no records flow) delivers as itself.
+impl<B: DeliverBatch> DeliverBatch for Arc<B> {
+    fn deliver_batch(
+        &self,
+        batch: &[ConsumedRecord],
+    ) -> impl Future<Output = Result<Vec<(usize, DeliveryError)>, DeliveryError>> + Send {
+        (**self).deliver_batch(batch)
+    }
+}
+
 /// How a sink reads, delivers and handles failures.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {

@@ -252,18 +252,6 @@ fn main() -> ExitCode {
     app::batch_sink_main::<WebSocketSink, _, _>(|config, ctx| {
         let w = Arc::new(make(config, ctx)?);
         tokio::spawn(keep(w.clone()));
-        Ok(SharedWriter(w))
+        Ok(w)
     })
-}
-
-/// The writer, shared with its keep-alive task.
-struct SharedWriter(Arc<Writer>);
-
-impl DeliverBatch for SharedWriter {
-    fn deliver_batch(
-        &self,
-        batch: &[ConsumedRecord],
-    ) -> impl Future<Output = Result<Vec<(usize, DeliveryError)>, DeliveryError>> + Send {
-        self.0.deliver_batch(batch)
-    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::WebSocketSourceConfig;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use runnel_codec::Decoder;
+use runnel_codec::Messages;
 use runnel_core::retry::Backoff;
 use runnel_runtime::{BoxError, Record, pipeline::SourceContext};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,30 +26,17 @@ enum End {
 
 /// Turns messages into records.
 struct Records {
-    decoder: Decoder,
-    decoded: Vec<runnel_codec::Decoded>,
-    started: i64,
-    made: u64,
+    messages: Messages,
+    out: Vec<Record>,
 }
 
 impl Records {
     async fn send(&mut self, body: Bytes, ctx: &SourceContext) -> Result<(), BoxError> {
-        if self.decoder.is_passthrough() {
-            ctx.send(Record::new(body)).await?;
-            return Ok(());
-        }
-        let (started, made) = (self.started, &mut self.made);
-        let id = || {
-            *made += 1;
-            format!("{started}-{made}")
-        };
-        if let Err(e) = self.decoder.decode_into(body, id, &mut self.decoded) {
+        if let Err(e) = self.messages.records(body, &mut self.out) {
             ctx.metrics().records_failed.inc();
             tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a message that does not decode.");
         }
-        for d in self.decoded.drain(..) {
-            let mut r = Record::new(d.value);
-            r.headers = d.headers;
+        for r in self.out.drain(..) {
             ctx.send(r).await?;
         }
         Ok(())
@@ -143,12 +130,8 @@ pub async fn run(c: &WebSocketSourceConfig, ctx: SourceContext) -> Result<(), Bo
     let ping = (c.websocket_config.ping_interval_ms > 0)
         .then(|| Duration::from_millis(c.websocket_config.ping_interval_ms));
     let mut records = Records {
-        decoder: Decoder::new(&c.format),
-        decoded: Vec::new(),
-        started: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        made: 0,
+        messages: Messages::new(&c.format, runnel_runtime::record::now_millis()),
+        out: Vec::new(),
     };
     let mut backoff = Backoff::new(c.initial_backoff.0, c.max_backoff.0);
     loop {
