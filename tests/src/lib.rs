@@ -211,6 +211,15 @@ impl TempHub {
         }
     }
 
+    /// The offset consumer `id` committed on `topic` (0 when none): how far a sink got.
+    pub async fn committed(&self, topic: &str, id: &str) -> i64 {
+        self.hub()
+            .await
+            .consumer(topic, 0, Some(id), OffsetStart::Beginning)
+            .await
+            .map_or(0, |c| c.position())
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -26,6 +26,7 @@ fn check(connector: &str, file: &Path) -> std::process::Output {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUNNEL_FIXTURE_TOKEN", "fixture-token-value")
+        .env("BROKER_URL", "secret-broker.example:9093")
         .arg("--config")
         .arg(file)
         .arg("--check")
@@ -100,6 +101,7 @@ fn good_fixtures_and_examples_pass_check() {
             .env("RABBITMQ_PASSWORD", "pa55-for-check")
             .env("REDIS_PASSWORD", "pa55-for-check")
             .env("WS_API_KEY", "k3y-for-check")
+            .env("KAFKA_BROKERS", "secret-broker.example:9093")
             .arg("--config")
             .arg(e)
             .arg("--check")
@@ -137,7 +139,11 @@ fn good_fixtures_and_examples_pass_check() {
                 f.display()
             );
         }
-        for secret in ["fixture-token-value", "abc123secret"] {
+        for secret in [
+            "fixture-token-value",
+            "abc123secret",
+            "secret-broker.example",
+        ] {
             assert!(
                 !shown.contains(secret),
                 "{} shows a secret:\n{shown}",

@@ -107,6 +107,8 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<webhook_source::WebhookSource>(),
     Entry::of::<websocket_source::WebSocketSource>(),
     Entry::of::<websocket_sink::WebSocketSink>(),
+    Entry::of::<kafka_source::KafkaSource>(),
+    Entry::of::<kafka_sink::KafkaSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

@@ -27,6 +27,11 @@ impl Messages {
         }
     }
 
+    /// Whether each message is its record as it is (format bytes).
+    pub fn is_passthrough(&self) -> bool {
+        self.decoder.is_passthrough()
+    }
+
     /// Appends the records of one message to `out` (none, one, or several: CSV rows). On an
     /// error, what decoded before it is appended; the caller logs the error and counts it.
     pub fn records(&mut self, body: Bytes, out: &mut Vec<Record>) -> Result<(), CodecError> {

@@ -138,11 +138,73 @@ pub enum Compression {
 pub struct ConsumerConfig {
     /// The consumer id under which offsets are stored; defaults to the connector name.
     pub id: Option<String>,
-    /// The partition to read.
-    pub partition: Option<u32>,
+    /// The partition to read: a number, or `all` (Fluvio's word for every partition).
+    pub partition: Option<ConsumerPartition>,
     #[serde(alias = "max_bytes")]
     pub max_bytes: Option<ByteSize>,
     pub offset: Option<OffsetConfig>,
+}
+
+/// The partition a sink reads: one by number, or `all` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerPartition {
+    One(u32),
+    All,
+}
+
+impl Serialize for ConsumerPartition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConsumerPartition::One(n) => s.serialize_u32(*n),
+            ConsumerPartition::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsumerPartition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ConsumerPartition;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a partition number or all")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                u32::try_from(n)
+                    .map(ConsumerPartition::One)
+                    .map_err(|_| E::custom(format!("partition {n} is out of range")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("partition {n}: expected 0 or more, or all")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                match s.trim() {
+                    "all" => Ok(ConsumerPartition::All),
+                    t => t.parse::<u32>().map(ConsumerPartition::One).map_err(|_| {
+                        E::custom(format!("{s:?}: expected a partition number or all"))
+                    }),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for ConsumerPartition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConsumerPartition".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A partition number, or all.",
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"const": "all"}
+            ]
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -17,8 +17,8 @@ use serde_yaml::{Mapping, Value};
 
 pub use delivery::DeliveryOptions;
 pub use fluvio::{
-    Compression, ConsumerConfig, Lookback, OffsetConfig, OffsetStart, OffsetStrategy,
-    ProducerConfig, TopicConfig, Transform,
+    Compression, ConsumerConfig, ConsumerPartition, Lookback, OffsetConfig, OffsetStart,
+    OffsetStrategy, ProducerConfig, TopicConfig, Transform,
 };
 pub use peek::{meta_of, parse_document, read_meta};
 pub use runnel_core::{

@@ -149,6 +149,22 @@ pub(crate) fn render(
                 path.pop();
             }
         }
+        Value::Mapping(map) if fluvio_secret_ref(map).is_some() => {
+            let name = fluvio_secret_ref(map).unwrap_or_default().to_string();
+            let fail = |m: String| FieldError::new(join(path), m);
+            if !valid_name(&name) {
+                return Err(fail(format!(
+                    "invalid secret name {name:?} (letters, digits and _ only)"
+                )));
+            }
+            let v = store.get(&name).ok_or_else(|| {
+                fail(format!(
+                    "secret {name:?} is not set (set the environment variable {name} or pass --secrets FILE)"
+                ))
+            })?;
+            *value = Value::String(if mask { MASK.to_string() } else { v.clone() });
+            used.push(v);
+        }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
                 path.push(key_name(k));
@@ -160,6 +176,21 @@ pub(crate) fn render(
         _ => {}
     }
     Ok(())
+}
+
+/// Fluvio's way of naming a secret in place of a value (its `SecretString`): a mapping
+/// `{secret: {name: NAME}}` and nothing else. Returns the name.
+fn fluvio_secret_ref(map: &serde_yaml::Mapping) -> Option<&str> {
+    if map.len() != 1 {
+        return None;
+    }
+    let Some(Value::Mapping(inner)) = map.get("secret") else {
+        return None;
+    };
+    if inner.len() != 1 {
+        return None;
+    }
+    inner.get("name")?.as_str()
 }
 
 fn render_str(
@@ -354,5 +385,24 @@ mod tests {
         assert_eq!(out, "Bearer ******");
         let e = render_str("${{ secrets.NOPE }}", &store, false, &mut used).unwrap_err();
         assert!(e.contains("\"NOPE\" is not set"), "{e}");
+    }
+
+    #[test]
+    fn fluvio_secret_references_resolve() {
+        let store = SecretStore::from_pairs([("BROKER_URL", "b:9092")]);
+        let mut doc: Value = serde_yaml::from_str(
+            "kafka:\n  url:\n    secret:\n      name: BROKER_URL\n  hmac: {secret: x, header: h}\n",
+        )
+        .unwrap();
+        let mut used = vec![];
+        render(&mut doc.clone(), &mut vec![], &store, true, &mut used).unwrap();
+        render(&mut doc, &mut vec![], &store, false, &mut used).unwrap();
+        assert_eq!(doc["kafka"]["url"].as_str(), Some("b:9092"));
+        // A mapping with more than the reference is a value of its own.
+        assert_eq!(doc["kafka"]["hmac"]["secret"].as_str(), Some("x"));
+        let mut missing: Value = serde_yaml::from_str("url: {secret: {name: NOPE}}").unwrap();
+        let e = render(&mut missing, &mut vec![], &store, false, &mut used).unwrap_err();
+        assert_eq!(e.path, "url");
+        assert!(e.message.contains("\"NOPE\" is not set"), "{e:?}");
     }
 }

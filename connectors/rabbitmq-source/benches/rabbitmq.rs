@@ -26,7 +26,7 @@ use lapin::{
     },
     types::FieldTable,
 };
-use runnel_test_servers::bench::{BenchHub, count, line, runtime, stop};
+use runnel_test_servers::bench::{UNTIL_COMMITTED, count, line, runtime, sink_rate, source_rate};
 use runnel_test_servers::rabbitmq::RabbitMq;
 
 const BODY: usize = 100;
@@ -116,54 +116,22 @@ async fn bare_consume(url: &str, q: &str, n: usize) -> f64 {
 }
 
 async fn source(r: &RabbitMq, q: &str, n: usize) -> f64 {
-    let hub = BenchHub::new();
-    let start = Instant::now();
-    let child = hub.start(
-        &release_bin("rabbitmq-source"),
-        &[
-            "--name",
-            "bench",
-            "--topic",
-            "bench",
-            "--create-topic",
-            "--url",
-            &r.url(),
-            "--queue",
-            q,
-            "--prefetch",
-            "100",
-        ],
-    );
-    hub.until_records("bench", n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+    let url = r.url();
+    let args = ["--url", &url, "--queue", q, "--prefetch", "100"];
+    source_rate(&release_bin("rabbitmq-source"), &args, n).await
 }
 
 async fn sink(r: &RabbitMq, q: &str, n: usize, concurrency: usize) -> f64 {
-    let hub = BenchHub::new();
-    hub.fill("out", n, body).await;
-    let start = Instant::now();
-    let c = concurrency.to_string();
-    let child = hub.start(
+    let (url, c) = (r.url(), concurrency.to_string());
+    let args = ["--url", &url, "--routing-key", q, "--concurrency", &c];
+    sink_rate(
         &release_bin("rabbitmq-sink"),
-        &[
-            "--name",
-            "bench",
-            "--topic",
-            "out",
-            "--url",
-            &r.url(),
-            "--routing-key",
-            q,
-            "--concurrency",
-            &c,
-        ],
-    );
-    hub.until_committed("out", "bench", n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+        &args,
+        n,
+        body,
+        UNTIL_COMMITTED,
+    )
+    .await
 }
 
 fn main() {

@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use redis::{Value, aio::MultiplexedConnection};
-use runnel_test_servers::bench::{BenchHub, count, line, runtime, stop};
+use runnel_test_servers::bench::{UNTIL_COMMITTED, count, line, runtime, sink_rate, source_rate};
 use runnel_test_servers::redis::Redis;
 
 const BODY: usize = 100;
@@ -117,53 +117,15 @@ async fn bare_read(url: &str, stream: &str, n: usize) -> f64 {
 }
 
 async fn source(r: &Redis, stream: &str, n: usize) -> f64 {
-    let hub = BenchHub::new();
-    let start = Instant::now();
-    let child = hub.start(
-        &release_bin("redis-source"),
-        &[
-            "--name",
-            "bench",
-            "--topic",
-            "bench",
-            "--create-topic",
-            "--url",
-            &r.url(),
-            "--stream",
-            stream,
-            "--count",
-            "100",
-        ],
-    );
-    hub.until_records("bench", n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+    let url = r.url();
+    let args = ["--url", &url, "--stream", stream, "--count", "100"];
+    source_rate(&release_bin("redis-source"), &args, n).await
 }
 
 async fn sink(r: &Redis, stream: &str, n: usize) -> f64 {
-    let hub = BenchHub::new();
-    hub.fill("out", n, body).await;
-    let start = Instant::now();
-    let child = hub.start(
-        &release_bin("redis-sink"),
-        &[
-            "--name",
-            "bench",
-            "--topic",
-            "out",
-            "--url",
-            &r.url(),
-            "--mode",
-            "xadd",
-            "--key",
-            stream,
-        ],
-    );
-    hub.until_committed("out", "bench", n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+    let url = r.url();
+    let args = ["--url", &url, "--mode", "xadd", "--key", stream];
+    sink_rate(&release_bin("redis-sink"), &args, n, body, UNTIL_COMMITTED).await
 }
 
 fn main() {

@@ -415,7 +415,11 @@ pub fn sink_settings<T>(config: &ConnectorConfig<T>) -> SinkSettings {
     let offset = meta.consumer.offset.clone().unwrap_or_default();
     let store = offset.strategy.unwrap_or_default() != OffsetStrategy::None;
     SinkSettings {
-        partition: meta.consumer.partition.unwrap_or(0),
+        partition: match meta.consumer.partition {
+            Some(config::ConsumerPartition::One(n)) => n,
+            _ => 0,
+        },
+        all_partitions: meta.consumer.partition == Some(config::ConsumerPartition::All),
         consumer_id: store.then(|| meta.consumer_id().to_string()),
         start: offset.start.unwrap_or(OffsetStart::Beginning),
         batch_records: 1000,

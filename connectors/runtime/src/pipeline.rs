@@ -648,6 +648,8 @@ impl<B: DeliverBatch> DeliverBatch for Arc<B> {
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
     pub partition: u32,
+    /// `consumer.partition: all`: the topic must have the one partition this reads.
+    pub all_partitions: bool,
     /// Offsets are stored under this id; `None` never stores them.
     pub consumer_id: Option<String>,
     /// Where to start when no offset is stored.
@@ -795,6 +797,17 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
         metrics,
         shutdown,
     } = run;
+    if settings.all_partitions
+        && let Some(t) = hub.topic(topic).await?
+        && t.partitions > 1
+    {
+        return Err(HubError::Invalid(format!(
+            "consumer.partition: all: topic {topic:?} has {} partitions, and a sink reads one \
+             partition for now; run one sink per partition with consumer.partition: N",
+            t.partitions
+        ))
+        .into());
+    }
     let mut consumer = hub
         .consumer(
             topic,

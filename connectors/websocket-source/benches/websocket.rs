@@ -20,7 +20,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use runnel_test_servers::bench::{BenchHub, count, line, runtime, stop};
+use runnel_test_servers::bench::{count, line, runtime, sink_rate, source_rate};
 use runnel_test_servers::websocket::{Behaviour, Peer};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -72,25 +72,8 @@ async fn bare_read(n: usize) -> f64 {
 
 async fn source(n: usize) -> f64 {
     let peer = feeding(n).await;
-    let hub = BenchHub::new();
-    let start = Instant::now();
     let url = peer.url("/");
-    let child = hub.start(
-        &release_bin("websocket-source"),
-        &[
-            "--name",
-            "bench",
-            "--topic",
-            "bench",
-            "--create-topic",
-            "--endpoint",
-            &url,
-        ],
-    );
-    hub.until_records("bench", n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+    source_rate(&release_bin("websocket-source"), &["--endpoint", &url], n).await
 }
 
 async fn until_received(peer: &Peer, n: usize) {
@@ -119,18 +102,17 @@ async fn bare_send(n: usize) -> f64 {
 
 async fn sink(n: usize) -> f64 {
     let peer = Peer::start(Behaviour::default()).await;
-    let hub = BenchHub::new();
-    hub.fill("out", n, |i| body(i).into_bytes()).await;
-    let start = Instant::now();
     let url = peer.url("/");
-    let child = hub.start(
+    let args = ["--endpoint", url.as_str()];
+    let body = |i| body(i).into_bytes();
+    sink_rate(
         &release_bin("websocket-sink"),
-        &["--name", "bench", "--topic", "out", "--endpoint", &url],
-    );
-    until_received(&peer, n).await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    stop(child);
-    rate
+        &args,
+        n,
+        body,
+        Some(until_received(&peer, n)),
+    )
+    .await
 }
 
 fn main() {

@@ -95,6 +95,50 @@ impl BenchHub {
     }
 }
 
+/// Runs the release source `bin` with `args` on a new hub, writing topic `bench`
+/// (`--name bench --topic bench --create-topic` come first), until the topic holds `n`
+/// records; returns records/s from its start.
+pub async fn source_rate(bin: &Path, args: &[&str], n: usize) -> f64 {
+    let hub = BenchHub::new();
+    let start = std::time::Instant::now();
+    let mut all = vec!["--name", "bench", "--topic", "bench", "--create-topic"];
+    all.extend_from_slice(args);
+    let child = hub.start(bin, &all);
+    hub.until_records("bench", n).await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    stop(child);
+    rate
+}
+
+/// Fills topic `out` of a new hub with `n` records (`body(i)` each), then runs the release
+/// sink `bin` with `args` on it (`--name bench --topic out` come first) until `done` says
+/// the work is done (its committed offset reaching `n` when `None`); returns records/s from
+/// its start.
+pub async fn sink_rate<F: std::future::Future<Output = ()>>(
+    bin: &Path,
+    args: &[&str],
+    n: usize,
+    body: impl Fn(usize) -> Vec<u8>,
+    done: Option<F>,
+) -> f64 {
+    let hub = BenchHub::new();
+    hub.fill("out", n, body).await;
+    let start = std::time::Instant::now();
+    let mut all = vec!["--name", "bench", "--topic", "out"];
+    all.extend_from_slice(args);
+    let child = hub.start(bin, &all);
+    match done {
+        Some(f) => f.await,
+        None => hub.until_committed("out", "bench", n).await,
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    stop(child);
+    rate
+}
+
+/// The `done` of [`sink_rate`] that waits for the committed offset.
+pub const UNTIL_COMMITTED: Option<std::future::Ready<()>> = None;
+
 /// Stops a connector with SIGTERM and waits for it.
 pub fn stop(mut child: Child) {
     let _ = Command::new("kill")

@@ -7,8 +7,10 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod proxy;
 pub mod rabbitmq;
 pub mod redis;
+pub mod tansu;
 pub mod websocket;
 
 use std::{

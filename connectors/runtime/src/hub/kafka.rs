@@ -24,7 +24,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _},
 };
 
 use super::{HubError, Pending, TopicInfo};
@@ -122,6 +122,9 @@ const META_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct KafkaHub {
     brokers: String,
+    /// librdkafka properties every client of this hub gets after Runnel's own (TLS, and
+    /// the options of kafka-source and kafka-sink); empty for a hub given by URL.
+    settings: Arc<Vec<(String, String)>>,
     producer_config: ProducerConfig,
     admin: Arc<Detached<AdminClient<MetaContext>>>,
     meta: Arc<Detached<BaseConsumer<MetaContext>>>,
@@ -154,20 +157,58 @@ fn base_config(brokers: &str) -> ClientConfig {
     c
 }
 
+/// `settings` over `c`, last, so they win over Runnel's defaults.
+fn with_settings<'a>(
+    c: &'a mut ClientConfig,
+    settings: &[(String, String)],
+) -> &'a mut ClientConfig {
+    for (k, v) in settings {
+        c.set(k, v);
+    }
+    c
+}
+
 impl KafkaHub {
     /// Connects to `brokers` (comma-separated `host:port`) and checks that the cluster
     /// answers, so a wrong address fails at start with a clear error.
     pub async fn connect(brokers: &str) -> Result<Self, HubError> {
+        Self::connect_with(brokers, Vec::new()).await
+    }
+
+    /// Whether librdkafka takes `settings` for a client of `brokers` (known properties,
+    /// values it accepts, TLS files it can read), without reaching the cluster: a connector
+    /// checks at start what no retry could mend.
+    pub fn check_settings(brokers: &str, settings: &[(String, String)]) -> Result<(), HubError> {
+        let client: BaseConsumer = with_settings(
+            base_config(brokers).set("group.id", "runnel-check"),
+            settings,
+        )
+        .create()
+        .map_err(|e| HubError::Invalid(format!("librdkafka refused the client settings: {e}")))?;
+        drop(Detached::new(client));
+        Ok(())
+    }
+
+    /// [`KafkaHub::connect`] with librdkafka properties every client gets on top of
+    /// Runnel's own (TLS files, timeouts): how kafka-source and kafka-sink reach a cluster
+    /// of their users' with the code the hub uses.
+    pub async fn connect_with(
+        brokers: &str,
+        settings: Vec<(String, String)>,
+    ) -> Result<Self, HubError> {
         let context = MetaContext::default();
-        let admin: AdminClient<MetaContext> = base_config(brokers)
+        let admin: AdminClient<MetaContext> = with_settings(&mut base_config(brokers), &settings)
             .create_with_context(context.clone())
             .map_err(|e| err(brokers, "creating the admin client", e))?;
-        let meta: BaseConsumer<MetaContext> = base_config(brokers)
-            .set("group.id", "runnel-metadata")
-            .create_with_context(context.clone())
-            .map_err(|e| err(brokers, "creating the metadata client", e))?;
+        let meta: BaseConsumer<MetaContext> = with_settings(
+            base_config(brokers).set("group.id", "runnel-metadata"),
+            &settings,
+        )
+        .create_with_context(context.clone())
+        .map_err(|e| err(brokers, "creating the metadata client", e))?;
         let hub = KafkaHub {
             brokers: brokers.to_string(),
+            settings: Arc::new(settings),
             producer_config: ProducerConfig::default(),
             admin: Arc::new(Detached::new(admin)),
             meta: Arc::new(Detached::new(meta)),
@@ -263,6 +304,20 @@ impl KafkaHub {
         Ok(())
     }
 
+    /// Asks the cluster for `topic`'s metadata, waiting at most `timeout`: whether the
+    /// cluster answers (`Err` when it does not) and has the topic. A health check.
+    pub async fn probe(&self, topic: &str, timeout: Duration) -> Result<bool, HubError> {
+        let (m, t) = (self.meta.clone(), topic.to_string());
+        self.blocking("reading the cluster metadata", move || {
+            let md = m.fetch_metadata(Some(&t), timeout)?;
+            Ok(md
+                .topics()
+                .iter()
+                .any(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty()))
+        })
+        .await
+    }
+
     pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>, HubError> {
         let (m, topic) = (self.meta.clone(), name.to_string());
         self.blocking(&format!("describing topic {name:?}"), move || {
@@ -315,6 +370,16 @@ impl KafkaHub {
     }
 
     pub async fn producer(&self, topic: &str) -> Result<KafkaProducer, HubError> {
+        self.producer_to(topic, None).await
+    }
+
+    /// A producer that writes every record to `partition`, or where librdkafka's
+    /// partitioner puts it (by key) when `None`.
+    pub async fn producer_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+    ) -> Result<KafkaProducer, HubError> {
         let mut c = base_config(&self.brokers);
         c.set("acks", "all")
             .set("enable.idempotence", "true")
@@ -341,12 +406,14 @@ impl KafkaHub {
                 },
             );
         }
+        with_settings(&mut c, &self.settings);
         let producer: FutureProducer = c
             .create()
             .map_err(|e| err(&self.brokers, "creating a producer", e))?;
         Ok(KafkaProducer {
             brokers: self.brokers.clone(),
             topic: topic.to_string(),
+            partition,
             producer: Detached::new(producer),
             config: c,
         })
@@ -363,13 +430,16 @@ impl KafkaHub {
             Some(id) => id.to_string(),
             None => format!("runnel-reader-{:016x}", fastrand::u64(..)),
         };
-        let consumer: StreamConsumer = base_config(&self.brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(|e| err(&self.brokers, "creating a consumer", e))?;
+        let consumer: StreamConsumer = with_settings(
+            base_config(&self.brokers)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "false"),
+            &self.settings,
+        )
+        .create()
+        .map_err(|e| err(&self.brokers, "creating a consumer", e))?;
         let consumer = Arc::new(consumer);
         let p = i32::try_from(partition)
             .map_err(|_| HubError::Invalid(format!("partition {partition} is out of range")))?;
@@ -451,6 +521,7 @@ fn topic_info(m: &BaseConsumer<MetaContext>, name: &str) -> Result<Option<TopicI
 pub struct KafkaProducer {
     brokers: String,
     topic: String,
+    partition: Option<i32>,
     producer: Detached<FutureProducer>,
     config: ClientConfig,
 }
@@ -495,39 +566,49 @@ impl KafkaProducer {
         self.enqueue(records).await?.await
     }
 
+    /// Hands one record to librdkafka, waiting while its queue is full. An error is
+    /// librdkafka refusing the record before sending it (too large, no such partition).
+    async fn queue_one(&self, r: &Record) -> Result<DeliveryFuture, KafkaError> {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_ref()),
+            });
+        }
+        let mut fr = FutureRecord::to(&self.topic)
+            .payload(r.value.as_ref())
+            .timestamp(r.timestamp)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            fr = fr.key(k.as_ref());
+        }
+        if let Some(p) = self.partition {
+            fr = fr.partition(p);
+        }
+        loop {
+            match self.producer.send_result(fr) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // librdkafka's queue is full: let it drain, then queue again.
+                    fr = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
     /// Hands every record to librdkafka (waiting while its queue is full) and returns a
     /// future of their acknowledgements. librdkafka keeps the order of queued records.
     pub async fn enqueue(&mut self, records: Arc<Vec<Record>>) -> Result<Pending, HubError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records.iter() {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_ref()),
-                });
-            }
-            let mut fr = FutureRecord::to(&self.topic)
-                .payload(r.value.as_ref())
-                .timestamp(r.timestamp)
-                .headers(headers);
-            if let Some(k) = &r.key {
-                fr = fr.key(k.as_ref());
-            }
-            loop {
-                match self.producer.send_result(fr) {
-                    Ok(f) => {
-                        pending.push(f);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // librdkafka's queue is full: let it drain, then queue again.
-                        fr = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(err(&self.brokers, "queueing a record", e)),
-                }
-            }
+            let f = self
+                .queue_one(r)
+                .await
+                .map_err(|e| err(&self.brokers, "queueing a record", e))?;
+            pending.push(f);
         }
         let brokers = self.brokers.clone();
         Ok(Box::pin(async move {
@@ -543,6 +624,74 @@ impl KafkaProducer {
             }
             Ok(first.unwrap_or(-1))
         }))
+    }
+
+    /// Writes every record and says, for each, whether the brokers acknowledged it: `None`
+    /// when they did, the refusal otherwise. One record refused (too large for the broker,
+    /// say) does not stop the others. A producer that failed as a whole is replaced, as in
+    /// [`KafkaProducer::send`].
+    pub async fn send_each(&mut self, records: &[Record]) -> Vec<Option<Refusal>> {
+        let mut queued = Vec::with_capacity(records.len());
+        for r in records {
+            queued.push(self.queue_one(r).await);
+        }
+        let mut out = Vec::with_capacity(records.len());
+        let mut wedged = false;
+        for q in queued {
+            let result = match q {
+                Ok(f) => match f.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((e, _))) => Some(e),
+                    Err(_) => Some(KafkaError::Canceled),
+                },
+                Err(e) => Some(e),
+            };
+            out.push(result.map(|e| {
+                let r = Refusal::of(&e);
+                wedged |= !r.permanent;
+                r
+            }));
+        }
+        if wedged {
+            let fatal = self.producer.client().fatal_error();
+            tracing::debug!(topic = %self.topic, fatal = ?fatal, "Kafka delivery failed; starting a new producer.");
+            if let Err(e) = self.restart() {
+                tracing::warn!(error = %crate::Chain(&e), "Could not start a new producer.");
+            }
+        }
+        out
+    }
+}
+
+/// Why the brokers (or librdkafka) did not take a record.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Writing the same record again cannot succeed (too large, malformed, no such
+    /// partition); otherwise it may (a timeout, a lost connection, a leader election).
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl Refusal {
+    fn of(e: &KafkaError) -> Self {
+        use RDKafkaErrorCode as C;
+        let permanent = matches!(
+            e.rdkafka_error_code(),
+            Some(
+                C::MessageSizeTooLarge
+                    | C::InvalidMessageSize
+                    | C::InvalidMessage
+                    | C::InvalidRecord
+                    | C::InvalidTimestamp
+                    | C::UnknownPartition
+                    | C::InvalidPartitions
+            )
+        );
+        let message = match e.rdkafka_error_code() {
+            Some(code) => format!("{e} ({code:?})"),
+            None => e.to_string(),
+        };
+        Refusal { permanent, message }
     }
 }
 
@@ -625,20 +774,18 @@ impl KafkaConsumer {
 
     /// Commits `next_offset` for the consumer group, synchronously with the broker.
     pub async fn commit(&mut self, next_offset: i64) -> Result<(), HubError> {
-        let (c, t, p) = (
-            self.consumer.clone(),
-            self.topic.clone(),
-            self.partition as i32,
-        );
-        let brokers = self.brokers.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&t, p, Offset::Offset(next_offset))?;
-            c.commit(&tpl, CommitMode::Sync)
-        })
-        .await
-        .map_err(|e| err(&brokers, "committing the offset", e))?
-        .map_err(|e| err(&brokers, "committing the offset", e))
+        self.committer().commit(next_offset).await
+    }
+
+    /// What commits this consumer's offsets from another task (a source that commits once
+    /// the hub stored what it read, while it goes on reading).
+    pub fn committer(&self) -> KafkaCommitter {
+        KafkaCommitter {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition as i32,
+            consumer: self.consumer.clone(),
+        }
     }
 
     pub fn position(&self) -> i64 {
@@ -657,5 +804,30 @@ impl KafkaConsumer {
             .map_err(|e| err(&brokers, "reading the partition's end", e))?
             .map(|(_, high)| high)
             .map_err(|e| err(&brokers, "reading the partition's end", e))
+    }
+}
+
+/// Commits the offsets of one consumer's partition; cheap to clone.
+#[derive(Clone)]
+pub struct KafkaCommitter {
+    brokers: String,
+    topic: String,
+    partition: i32,
+    consumer: Arc<StreamConsumer>,
+}
+
+impl KafkaCommitter {
+    /// Commits `next_offset` for the consumer group, synchronously with the broker.
+    pub async fn commit(&self, next_offset: i64) -> Result<(), HubError> {
+        let (c, t, p) = (self.consumer.clone(), self.topic.clone(), self.partition);
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&t, p, Offset::Offset(next_offset))?;
+            c.commit(&tpl, CommitMode::Sync)
+        })
+        .await
+        .map_err(|e| err(&brokers, "committing the offset", e))?
+        .map_err(|e| err(&brokers, "committing the offset", e))
     }
 }
