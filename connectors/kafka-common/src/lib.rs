@@ -46,7 +46,8 @@ pub fn brokers(url: &str) -> Result<String, FieldError> {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
-    /// `ssl` (TLS) or `plaintext`. Default ssl when any file is given, else plaintext.
+    /// `ssl` (TLS), `plaintext`, `sasl_ssl` or `sasl_plaintext` (SASL settings in
+    /// `options`). Default ssl when any file is given, else plaintext.
     pub security_protocol: Option<SecurityProtocol>,
     /// The client's private key, for brokers that want a client certificate.
     pub ssl_key: Option<SecurityFile>,
@@ -66,6 +67,12 @@ pub enum SecurityProtocol {
     Ssl,
     #[serde(alias = "PLAINTEXT")]
     Plaintext,
+    /// SASL over TLS; the mechanism and credentials go in `options` (sasl.*).
+    #[serde(alias = "SASL_SSL")]
+    SaslSsl,
+    /// SASL without TLS.
+    #[serde(alias = "SASL_PLAINTEXT")]
+    SaslPlaintext,
 }
 
 /// A key or certificate: `{file: PATH}` or `{pem: TEXT}` (one of them).
@@ -117,10 +124,11 @@ pub fn client_settings(
         } else {
             SecurityProtocol::Plaintext
         });
-        if protocol == SecurityProtocol::Plaintext && any_file {
+        let tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+        if !tls && any_file {
             return Err(FieldError::new(
                 "security.security_protocol",
-                "is plaintext, but TLS files are given: set ssl, or leave the files out",
+                "has no TLS, but TLS files are given: set ssl (or sasl_ssl), or leave the files out",
             ));
         }
         if s.ssl_key.is_some() != s.ssl_cert.is_some() {
@@ -144,6 +152,8 @@ pub fn client_settings(
             match protocol {
                 SecurityProtocol::Ssl => "ssl",
                 SecurityProtocol::Plaintext => "plaintext",
+                SecurityProtocol::SaslSsl => "sasl_ssl",
+                SecurityProtocol::SaslPlaintext => "sasl_plaintext",
             }
             .into(),
         ));

@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod rabbitmq;
 pub mod redis;
 pub mod tansu;
+pub mod tls;
 pub mod websocket;
 
 use std::{

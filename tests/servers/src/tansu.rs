@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Proc, free_port, proxy::Proxy};
+use crate::{
+    Proc, free_port,
+    proxy::Proxy,
+    tls::{Certs, TlsProxy},
+};
 
 /// A binary from `$env`, the PATH, the sbin folders or cargo's bin folder.
 pub fn find(name: &str, env: &str, hint: &str) -> PathBuf {
@@ -51,6 +55,9 @@ pub struct Tansu {
     /// With [`Tansu::behind_proxy`]: what clients connect through (and the broker
     /// advertises), so an outage can be made without losing the broker's data.
     proxy: Option<Proxy>,
+    /// With [`Tansu::behind_tls`]: the TLS end clients connect to (and the broker
+    /// advertises).
+    tls: Option<TlsProxy>,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
     starts: usize,
@@ -61,6 +68,7 @@ impl Tansu {
         let mut t = Tansu {
             port: free_port(),
             proxy: None,
+            tls: None,
             dir: tempfile::tempdir().unwrap(),
             proc: None,
             starts: 0,
@@ -77,6 +85,23 @@ impl Tansu {
         let mut t = Tansu {
             port,
             proxy: Some(Proxy::start(port)),
+            tls: None,
+            dir: tempfile::tempdir().unwrap(),
+            proc: None,
+            starts: 0,
+        };
+        t.run();
+        t
+    }
+
+    /// A broker reached only over TLS with a client certificate (a [`TlsProxy`] with
+    /// `certs` in front; the broker advertises it).
+    pub fn behind_tls(certs: &Certs) -> Tansu {
+        let port = free_port();
+        let mut t = Tansu {
+            port,
+            proxy: None,
+            tls: Some(TlsProxy::start(port, certs)),
             dir: tempfile::tempdir().unwrap(),
             proc: None,
             starts: 0,
@@ -87,7 +112,11 @@ impl Tansu {
 
     /// The port clients connect to.
     fn client_port(&self) -> u16 {
-        self.proxy.as_ref().map_or(self.port, |p| p.port)
+        match (&self.proxy, &self.tls) {
+            (Some(p), _) => p.port,
+            (None, Some(t)) => t.port,
+            (None, None) => self.port,
+        }
     }
 
     /// The proxy in front of the broker (needs [`Tansu::behind_proxy`]): its
