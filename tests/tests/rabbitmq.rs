@@ -361,8 +361,8 @@ async fn both_survive_a_broker_restart_mid_stream() {
     drop((src, snk));
 }
 
-/// A wrong password stops the source with exit 1 and a clear message that does not hold the
-/// password; both meet the connector contract.
+/// A wrong password stops the source and the sink with exit 1 and a clear message that
+/// does not hold the password; both meet the connector contract.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_fail_clearly_and_both_meet_the_contract() {
     let r = RabbitMq::shared();
@@ -374,6 +374,16 @@ async fn wrong_credentials_fail_clearly_and_both_meet_the_contract() {
     let out = p.output();
     assert!(!out.contains("n0t-the-pa55"), "{out}");
     assert!(out.contains("ACCESS_REFUSED"), "{out}");
+    // The sink too: exit 1, the reason, no password.
+    hub.produce("creds-out", vec![Record::new("z")]).await;
+    let mut p = Proc::spawn(
+        sink(&hub, &bad, "creds-out", "creds"),
+        hub.path("bad-sink.log"),
+    );
+    let out = p
+        .expect_exit(Duration::from_secs(60), 1, "RabbitMQ refused the login")
+        .await;
+    assert!(!out.contains("n0t-the-pa55"), "{out}");
 
     publish(&r.url(), "contract-in", 0..1).await;
     let mut src = Proc::spawn(

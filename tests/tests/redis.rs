@@ -627,8 +627,8 @@ async fn both_survive_a_server_restart_mid_stream() {
     drop((src, snk));
 }
 
-/// A wrong password stops the source with exit 1 and a message without the password; both
-/// meet the connector contract with a password given as a secret.
+/// A wrong password stops the source and the sink with exit 1 and a message without the
+/// password; both meet the connector contract with a password given as a secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_fail_clearly_and_both_meet_the_contract() {
     let r = Redis::start_with(&[
@@ -652,6 +652,15 @@ async fn wrong_credentials_fail_clearly_and_both_meet_the_contract() {
         out.contains("the server refused the username or password"),
         "{out}"
     );
+    // The sink too: exit 1, the reason, no password.
+    hub.produce("creds-out", vec![Record::new("z")]).await;
+    let mut cmd_ = sink(&hub, &bad, "creds-out");
+    cmd_.args(["--mode", "lpush", "--key", "never"]);
+    let mut p = Proc::spawn(cmd_, hub.path("bad-sink.log"));
+    let out = p
+        .expect_exit(Duration::from_secs(60), 1, "Redis refused the login")
+        .await;
+    assert!(!out.contains("n0t-the-pa55"), "{out}");
 
     let good = format!("redis://:s3cret-pa55@127.0.0.1:{}/0", r.port);
     let mut c = conn(&good).await;

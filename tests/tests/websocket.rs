@@ -279,6 +279,20 @@ async fn source_bad_input() {
         )
         .await;
     assert!(!log.contains("wr0ng-t0ken"), "{log}");
+    // The sink too: exit 1, the reason, no token.
+    hub.produce("refused-out", vec![Record::new("z")]).await;
+    let mut cmd = sink(&hub, &peer.url("/"), "refused-out");
+    cmd.args(["--headers", "Authorization: Bearer ${{ secrets.TOKEN }}"])
+        .env("TOKEN", "wr0ng-t0ken");
+    let mut p = Proc::spawn(cmd, hub.path("refused-sink.log"));
+    let log = p
+        .expect_exit(
+            Duration::from_secs(30),
+            1,
+            "the server refused the connection",
+        )
+        .await;
+    assert!(!log.contains("wr0ng-t0ken"), "{log}");
 
     // Nothing listens: retried, /readyz 503.
     let port = runnel_tests::free_port();

@@ -94,7 +94,12 @@ async fn keep(shared: Arc<Shared>) {
             Err(e) => {
                 shared.ctx.set_ready(false);
                 if rabbitmq_common::is_fatal(&e) {
-                    tracing::error!(broker = %shared.addr, error = %rabbitmq_common::describe(&e), "RabbitMQ refused the login; /readyz reports it.");
+                    shared.ctx.fail(format!(
+                        "{}: RabbitMQ refused the login: {}",
+                        shared.addr,
+                        rabbitmq_common::describe(&e)
+                    ));
+                    return;
                 } else if !was_down_logged {
                     tracing::warn!(broker = %shared.addr, error = %rabbitmq_common::describe(&e), "Cannot connect to RabbitMQ; /readyz reports it, and records wait.");
                 }

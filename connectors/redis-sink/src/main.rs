@@ -259,10 +259,9 @@ async fn keep(w: Arc<Writer>) {
             },
             Err(Down::Fatal(e)) => {
                 w.ctx.set_ready(false);
-                if !logged {
-                    tracing::error!(server = %w.addr, error = %e, "Redis refused the login; /readyz reports it.");
-                }
-                logged = true;
+                w.ctx
+                    .fail(format!("{}: Redis refused the login: {e}", w.addr));
+                return;
             }
             Err(Down::Unreachable(e)) => {
                 w.ctx.set_ready(false);

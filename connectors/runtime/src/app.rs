@@ -498,6 +498,11 @@ where
         let s = start(&p, C::TYPE).await?;
         // The sink says when its outside system is reachable (SinkContext::set_ready).
         let ctx = SinkContext::new(s.health.clone(), s.metrics.clone(), s.shutdown.clone());
-        run(p, s, ctx).await
+        // A sink that says it cannot go on (SinkContext::fail) ends the run with its reason.
+        let watch = ctx.clone();
+        tokio::select! {
+            r = run(p, s, ctx) => r,
+            reason = watch.failed() => Err(reason.into()),
+        }
     }))
 }

@@ -582,6 +582,7 @@ pub struct SinkContext {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
+    failed: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl SinkContext {
@@ -590,6 +591,32 @@ impl SinkContext {
             health,
             metrics,
             shutdown,
+            failed: Arc::new(tokio::sync::watch::channel(None).0),
+        }
+    }
+
+    /// Stops the connector with exit 1 and `reason` (already free of secrets): for what no
+    /// retry can mend, such as the outside system refusing the login. What is in flight is
+    /// not committed, and is delivered again at the next start.
+    pub fn fail(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.failed.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(reason);
+            true
+        });
+    }
+
+    /// Completes with the reason once [`SinkContext::fail`] was called.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failed.subscribe();
+        let reason = rx.wait_for(|f| f.is_some()).await.map(|r| r.clone());
+        match reason {
+            Ok(r) => r.unwrap_or_default(),
+            // The sender lives in this context, so it cannot be gone.
+            Err(_) => std::future::pending().await,
         }
     }
 

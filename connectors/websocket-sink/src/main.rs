@@ -205,7 +205,11 @@ async fn keep(w: Arc<Writer>) {
                 Err((refused, e)) => {
                     w.broken(&mut slot);
                     if refused {
-                        tracing::error!(endpoint = %w.target.shown(), error = %e, "The server refused the connection; /readyz reports it.");
+                        w.ctx.fail(format!(
+                            "{}: the server refused the connection: {e}",
+                            w.target.shown()
+                        ));
+                        return;
                     } else if !logged {
                         tracing::warn!(endpoint = %w.target.shown(), error = %e, "Cannot reach the server; /readyz reports it, and records wait.");
                     }
