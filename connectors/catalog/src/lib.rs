@@ -88,7 +88,38 @@ impl Entry {
 }
 
 fn check<C: ConnectorKind>(doc: Value, secrets: &SecretStore) -> Result<(), FieldError> {
-    load_value::<C>(doc, secrets, &Overrides::default()).map(|_| ())
+    match load_value::<C>(doc.clone(), secrets, &Overrides::default()) {
+        // A field whose whole value is a secret cannot be checked with the stand-in the CLI
+        // and the operator give for it (a broker list, a URL): the connector checks it when
+        // it starts, with the secret's value.
+        Err(e) if names_a_secret(&doc, &e.path) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// Whether the field at `path` (`kafka.url`) of `doc` is a secret and nothing else:
+/// `${{ secrets.NAME }}` or Fluvio's `{secret: {name: NAME}}`.
+fn names_a_secret(doc: &Value, path: &str) -> bool {
+    let mut at = doc;
+    for part in path.split('.') {
+        match at.get(part) {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    match at {
+        Value::String(s) => {
+            let t = s.trim();
+            t.starts_with("${{") && t.ends_with("}}") && t.matches("${{").count() == 1
+        }
+        Value::Mapping(m) => {
+            m.len() == 1
+                && m.get("secret")
+                    .and_then(|v| v.get("name"))
+                    .is_some_and(|n| n.is_string())
+        }
+        _ => false,
+    }
 }
 
 /// Every connector type, in the order they were added.
@@ -224,6 +255,18 @@ mod tests {
             .unwrap()
             .check(yaml(ok), &SecretStore::stand_ins("secret"))
             .unwrap();
+        // A broker list that is a secret is checked by the connector, with its value.
+        let kafka = find("kafka-source").unwrap();
+        for url in ["'${{ secrets.BROKERS }}'", "{secret: {name: BROKERS}}"] {
+            let doc = format!(
+                "meta: {{name: a, type: kafka-source, topic: t, version: latest, secrets: [{{name: BROKERS}}]}}\nkafka: {{url: {url}, topic: x}}\n"
+            );
+            kafka
+                .check(yaml(&doc), &SecretStore::stand_ins("secret"))
+                .unwrap();
+        }
+        let doc = "meta: {name: a, type: kafka-source, topic: t, version: latest}\nkafka: {url: nowhere, topic: x}\n";
+        assert!(kafka.check(yaml(doc), &SecretStore::default()).is_err());
         let schema = find("http-sink").unwrap().schema();
         assert!(
             schema
