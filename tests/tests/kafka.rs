@@ -15,10 +15,8 @@ use rdkafka::{
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use runnel_runtime::{
-    ConsumedRecord, Record,
-    hub::{HubError, kafka::KafkaHub},
-};
+use runnel_runtime::{ConsumedRecord, Record};
+use runnel_test_servers::tansu::create_topic;
 use runnel_tests::{
     Proc, TempHub, connector,
     contract::{self, Contract},
@@ -33,16 +31,6 @@ fn producer(brokers: &str) -> FutureProducer {
         .set("log_level", "3")
         .create()
         .unwrap()
-}
-
-/// Creates `topic` with one partition, unless it is there (tansu creates none on first
-/// use).
-async fn create_topic(brokers: &str, topic: &str) {
-    let hub = KafkaHub::connect(brokers).await.unwrap();
-    match hub.create_topic(topic, 1).await {
-        Ok(()) | Err(HubError::TopicExists(_)) => {}
-        Err(e) => panic!("creating {topic}: {e}"),
-    }
 }
 
 /// Writes `{prefix}{i}` for every i of `range` to partition 0 of `topic` (created first

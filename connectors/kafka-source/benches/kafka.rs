@@ -22,9 +22,8 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     producer::{FutureProducer, FutureRecord},
 };
-use runnel_runtime::hub::{HubError, kafka::KafkaHub};
 use runnel_test_servers::bench::{UNTIL_COMMITTED, count, line, runtime, sink_rate, source_rate};
-use runnel_test_servers::tansu::Tansu;
+use runnel_test_servers::tansu::{Tansu, create_topic};
 
 const BODY: usize = 100;
 
@@ -48,15 +47,6 @@ fn producer(brokers: &str) -> FutureProducer {
         .set("log_level", "3")
         .create()
         .unwrap()
-}
-
-/// Creates `topic` with one partition (tansu creates none on first use).
-async fn create_topic(brokers: &str, topic: &str) {
-    let hub = KafkaHub::connect(brokers).await.unwrap();
-    match hub.create_topic(topic, 1).await {
-        Ok(()) | Err(HubError::TopicExists(_)) => {}
-        Err(e) => panic!("creating {topic}: {e}"),
-    }
 }
 
 /// Writes `n` records to a new `topic`, awaiting the acknowledgements a thousand at a

@@ -167,27 +167,28 @@ async fn commit_task(
     }
 }
 
-/// The records of one message: as it is, or what the format makes of its value (each
-/// with the message's key, timestamp and headers).
-fn records_of(
+/// Appends the records of one message to `out`: the message as it is, or what the format
+/// makes of its value (each with the message's key, timestamp and headers).
+fn add_records(
     messages: &mut runnel_codec::Messages,
     m: Record,
     ctx: &SourceContext,
-) -> Vec<Record> {
+    out: &mut Vec<Record>,
+) {
     if messages.is_passthrough() {
-        return vec![m];
+        out.push(m);
+        return;
     }
-    let mut out = Vec::new();
-    if let Err(e) = messages.records(m.value.clone(), &mut out) {
+    let from = out.len();
+    if let Err(e) = messages.records(m.value.clone(), out) {
         ctx.metrics().records_failed.inc();
         tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a message whose value does not decode.");
     }
-    for r in &mut out {
+    for r in &mut out[from..] {
         r.key = m.key.clone();
         r.timestamp = m.timestamp;
         r.headers.extend(m.headers.iter().cloned());
     }
-    out
 }
 
 async fn run(
@@ -261,7 +262,7 @@ async fn run(
         ctx.health().set_upstream(true);
         let mut records = Vec::with_capacity(batch.len());
         for m in batch {
-            records.extend(records_of(&mut messages, m.record, &ctx));
+            add_records(&mut messages, m.record, &ctx, &mut records);
         }
         let stored = match ctx.send_all_acked(records).await {
             Ok(s) => s,

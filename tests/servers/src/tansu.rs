@@ -172,3 +172,15 @@ impl Tansu {
         self.run();
     }
 }
+
+/// Creates `topic` on the brokers with one partition, unless it is there (tansu creates no
+/// topic on first use), with the runtime's Kafka client. For the Kafka tests and benchmark.
+#[cfg(feature = "bench")]
+pub async fn create_topic(brokers: &str, topic: &str) {
+    use runnel_runtime::hub::{HubError, kafka::KafkaHub};
+    let hub = KafkaHub::connect(brokers).await.unwrap();
+    match hub.create_topic(topic, 1).await {
+        Ok(()) | Err(HubError::TopicExists(_)) => {}
+        Err(e) => panic!("creating {topic}: {e}"),
+    }
+}
