@@ -18,6 +18,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
     time::Instant,
@@ -115,10 +116,39 @@ impl SourceContext {
             let _ = done.send(());
             return Ok(stored);
         };
-        for r in records {
-            self.send(r).await?;
-        }
+        self.send_many(records).await?;
         self.send_acked(last).await
+    }
+
+    /// Hands on many records at once, in order: one wait for room in the producer stage per
+    /// chunk instead of one per record, which is what a source reading records in bulk
+    /// (a file's read, a burst of messages) should use.
+    pub async fn send_many(&self, records: Vec<Record>) -> Result<(), Closed> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes: usize = records.iter().map(Record::size).sum();
+        self.metrics.records_in.inc_by(records.len() as u64);
+        self.metrics.bytes_in.inc_by(bytes as u64);
+        let entered = Instant::now();
+        let mut records = records.into_iter();
+        // Room for at most a chunk is asked at once, so a long read cannot ask for more
+        // than the channel holds.
+        let chunk = self.tx.max_capacity().max(1);
+        loop {
+            let n = records.len().min(chunk);
+            if n == 0 {
+                return Ok(());
+            }
+            let permits = self.tx.reserve_many(n).await.map_err(|_| Closed)?;
+            for (permit, record) in permits.zip(records.by_ref()) {
+                permit.send(Envelope {
+                    record,
+                    entered,
+                    ack: None,
+                });
+            }
+        }
     }
 
     /// Hands a record on with the source's position after it (saved under `key` in the
@@ -264,6 +294,14 @@ where
         })
     };
     let (tx, rx) = mpsc::channel(settings.batch_records * 2);
+    // A source that saves positions repeats, after a crash, what the hub stored since the
+    // last save; one batch in flight keeps that to about one batch (with more, the hub may
+    // commit several at once just before the crash).
+    let in_flight = if settings.checkpoints.is_some() {
+        1
+    } else {
+        producer.max_in_flight()
+    };
     let (committer, committing) = match settings.checkpoints.take() {
         Some(store) => {
             let (c, task) = Committer::start(store, 1024);
@@ -286,13 +324,19 @@ where
         }
         _ => None,
     };
-    let producing = tokio::spawn(produce_loop(
+    let writer = Written {
         producer,
+        in_flight,
+        health,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    };
+    let producing = tokio::spawn(produce_loop(
+        writer,
         dead_letter,
         rx,
         settings,
         metrics,
-        health,
         stop,
     ));
     let p = protocol(ctx).await.map_err(PipelineError::Protocol);
@@ -320,12 +364,11 @@ where
 }
 
 async fn produce_loop(
-    producer: Producer,
+    mut writer: Written,
     mut dead_letter: Option<Producer>,
     mut rx: mpsc::Receiver<Envelope>,
     mut settings: SourceSettings,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
     stop: shutdown::Trigger,
 ) -> Result<(), PipelineError> {
     let max = settings.batch_records.max(1);
@@ -334,12 +377,6 @@ async fn produce_loop(
     let mut carry: Vec<Envelope> = Vec::new();
     // Batches queued to the hub and not yet acknowledged, oldest first.
     let mut flights: VecDeque<Flight> = VecDeque::new();
-    let mut writer = Written {
-        producer,
-        health,
-        metrics: metrics.clone(),
-        stop: stop.clone(),
-    };
     loop {
         buf.clear();
         buf.append(&mut carry);
@@ -465,7 +502,16 @@ async fn produce_loop(
             waiting,
             started: Instant::now(),
         });
-        while flights.len() >= writer.producer.max_in_flight() {
+        // Batches already stored are acknowledged now, not when the window fills: the
+        // outside system (and the checkpoints) hear of them as soon as the hub has them.
+        while let Some(f) = flights.front_mut() {
+            let Some(done) = f.pending.as_mut().now_or_never() else {
+                break;
+            };
+            let f = flights.pop_front().expect("the oldest batch");
+            writer.land(f, done).await?;
+        }
+        while flights.len() >= writer.in_flight {
             let mut f = flights.pop_front().expect("a queued batch");
             let done = f.pending.as_mut().await;
             writer.land(f, done).await?;
@@ -484,6 +530,8 @@ struct Flight {
 /// The producer stage's hub side: where queued batches land.
 struct Written {
     producer: Producer,
+    /// Batches queued before the oldest must be acknowledged.
+    in_flight: usize,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     stop: shutdown::Trigger,
@@ -1167,8 +1215,16 @@ mod tests {
     use super::*;
     use crate::hub::HubUrl;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_stop_at_batch_bytes_and_keep_order() {
+    /// Runs a source with `protocol` into a topic of a new local hub; what the topic then
+    /// holds, and the source's metrics.
+    async fn run_into_topic<F, Fut>(
+        settings: SourceSettings,
+        protocol: F,
+    ) -> (Vec<ConsumedRecord>, Arc<Metrics>)
+    where
+        F: FnOnce(SourceContext) -> Fut,
+        Fut: Future<Output = Result<(), BoxError>>,
+    {
         let dir = tempfile::tempdir().unwrap();
         let url: HubUrl = format!("local:{}", dir.path().join("hub.db").display())
             .parse()
@@ -1176,13 +1232,6 @@ mod tests {
         let hub = Hub::connect(&url).await.unwrap();
         hub.create_topic("t", 1).await.unwrap();
         let (_trigger, shutdown) = shutdown::channel();
-        let settings = SourceSettings {
-            linger: Duration::from_millis(5),
-            batch_bytes: 250,
-            batch_records: 64,
-            transforms: None,
-            checkpoints: None,
-        };
         let metrics = Metrics::new("t", "test");
         run_source(
             &hub,
@@ -1191,16 +1240,7 @@ mod tests {
             Arc::default(),
             metrics.clone(),
             shutdown,
-            |ctx| async move {
-                for i in 0..500 {
-                    let acked = ctx.send_acked(Record::new(format!("{i:0100}"))).await?;
-                    if i % 100 == 0 {
-                        // Acks arrive only once the record is in the hub.
-                        acked.await?;
-                    }
-                }
-                Ok(())
-            },
+            protocol,
         )
         .await
         .unwrap();
@@ -1208,11 +1248,63 @@ mod tests {
             .consumer("t", 0, None, OffsetStart::Beginning)
             .await
             .unwrap();
-        let got = c.fetch(1000, Duration::ZERO).await.unwrap();
+        (c.fetch(100_000, Duration::ZERO).await.unwrap(), metrics)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_stop_at_batch_bytes_and_keep_order() {
+        let settings = SourceSettings {
+            linger: Duration::from_millis(5),
+            batch_bytes: 250,
+            batch_records: 64,
+            transforms: None,
+            checkpoints: None,
+        };
+        let (got, metrics) = run_into_topic(settings, |ctx| async move {
+            for i in 0..500 {
+                let acked = ctx.send_acked(Record::new(format!("{i:0100}"))).await?;
+                if i % 100 == 0 {
+                    // Acks arrive only once the record is in the hub.
+                    acked.await?;
+                }
+            }
+            Ok(())
+        })
+        .await;
         assert_eq!(got.len(), 500);
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.record.value, format!("{i:0100}").as_bytes());
         }
         assert_eq!(metrics.records_out.get(), 500);
+    }
+
+    /// A read longer than the producer stage's channel goes in chunks, in order, mixed with
+    /// single records, and every one is counted in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_many_keeps_order_past_the_channel_size() {
+        let settings = SourceSettings {
+            batch_records: 100,
+            ..SourceSettings::default()
+        };
+        let (got, metrics) = run_into_topic(settings, |ctx| async move {
+            let mut next = 0;
+            for round in 0..5 {
+                let read: Vec<Record> = (next..next + 1000 * round)
+                    .map(|i| Record::new(i.to_string()))
+                    .collect();
+                next += read.len();
+                ctx.send_many(read).await?;
+                ctx.send(Record::new(next.to_string())).await?;
+                next += 1;
+            }
+            Ok(())
+        })
+        .await;
+        assert_eq!(got.len(), 10_005);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.record.value, i.to_string().as_bytes());
+        }
+        assert_eq!(metrics.records_in.get(), 10_005);
+        assert_eq!(metrics.records_out.get(), 10_005);
     }
 }

@@ -283,12 +283,13 @@ impl Producer {
 
     /// How many batches may be queued before the oldest is acknowledged. More than one only
     /// where the client keeps queued batches in order even across its own retries: Kafka's
-    /// idempotent producer does. The local hub writes synchronously, and NATS already keeps
-    /// a window of publishes in flight inside one batch.
+    /// idempotent producer does, and the local hub's writer thread refuses what follows a
+    /// failed batch until it is sent again. NATS already keeps a window of publishes in
+    /// flight inside one batch.
     pub fn max_in_flight(&self) -> usize {
         match self {
-            Producer::Kafka(_) => 4,
-            Producer::Local(_) | Producer::Nats(_) => 1,
+            Producer::Kafka(_) | Producer::Local(_) => 4,
+            Producer::Nats(_) => 1,
         }
     }
 
@@ -311,6 +312,7 @@ impl Producer {
     ) -> Result<Pending, HubError> {
         match self {
             Producer::Kafka(p) => p.enqueue(records).await,
+            Producer::Local(p) => p.enqueue(&records),
             other => {
                 let done = other.send_shared(records).await;
                 Ok(Box::pin(std::future::ready(done)))
