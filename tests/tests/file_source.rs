@@ -115,7 +115,9 @@ async fn follows_appends_rotation_truncation_and_new_files() {
 }
 
 /// `kill -9` in the middle of a big file; the restart resumes at the saved position:
-/// every line is in the topic, and lines repeat at most one producer batch (4096 records).
+/// every line is in the topic, and lines repeat at most one producer batch (4096 records)
+/// and the rest of one read: a position is saved per read (64 KiB, 655 of these lines), so
+/// the lines of a read that a batch ended inside are stored but not yet covered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_file_then_restart_loses_nothing() {
     let hub = TempHub::new();
@@ -143,7 +145,7 @@ async fn kill_9_mid_file_then_restart_loses_nothing() {
     let got = values(&hub).await;
     let repeated = runnel_tests::each_present(&got, (0..N).map(|i| format!("{i:099}")));
     assert!(
-        repeated <= 4096,
+        repeated <= 4096 + (64 << 10) / 100,
         "{repeated} lines repeated (stored before the kill: {before})"
     );
 }

@@ -10,6 +10,9 @@
 //!   files rolled at 128 MiB), against a bare buffered writer writing the same lines to one
 //!   file and syncing it at the end.
 //!
+//! - file-source against the store: the bare reader handing each line to the local hub's
+//!   producer in batches, with nothing in between, which bounds any source into this hub.
+//!
 //! The file is read once before either side is timed, so both read from the page cache.
 
 #![allow(clippy::unwrap_used)]
@@ -97,6 +100,38 @@ fn bare_read(path: &Path, want: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Lines per second of the bare reader storing each line as a record in a fresh local
+/// hub, in batches of the producer stage's size, straight through the hub's producer: no
+/// pipeline, framing, codec or checkpoint. What any source can reach into this hub.
+fn bare_store(path: &Path, want: usize) -> f64 {
+    let hub = TempHub::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = hub.hub().await;
+        h.ensure_topic("bench", true, None).await.unwrap();
+        let mut p = h.producer("bench").await.unwrap();
+        let start = Instant::now();
+        let mut r = BufReader::with_capacity(64 << 10, std::fs::File::open(path).unwrap());
+        let mut buf = Vec::with_capacity(256);
+        let mut batch = Vec::with_capacity(4096);
+        let mut n = 0;
+        while r.read_until(b'\n', &mut buf).unwrap() > 0 {
+            buf.pop();
+            batch.push(Record::new(buf.clone()));
+            buf.clear();
+            n += 1;
+            if batch.len() == 4096 {
+                p.send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
+                    .await
+                    .unwrap();
+            }
+        }
+        p.send(batch).await.unwrap();
+        assert_eq!(n, want);
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
 fn file_source(hub: &TempHub, path: &Path, want: usize) -> f64 {
     let start = Instant::now();
     let status = Command::new(release_bin("file-source"))
@@ -181,6 +216,14 @@ fn main() {
         "  (runnel {:.0} MB/s, bare reader {:.0} MB/s)",
         ours * RECORD as f64 / 1e6,
         peer * RECORD as f64 / 1e6
+    );
+    let store = bare_store(&input, lines);
+    line(
+        "file-source against the bare reader storing into the local hub",
+        ours,
+        "bare reader + hub producer",
+        store,
+        "rec/s",
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -403,9 +403,7 @@ fn send(
     });
     let last = records.pop();
     rt.block_on(async {
-        for r in records {
-            ctx.send(r).await?;
-        }
+        ctx.send_many(records).await?;
         match (last, saved) {
             (Some(r), Some(p)) => ctx.send_at(r, key, p).await,
             (Some(r), None) => ctx.send(r).await,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::WebSocketSourceConfig;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use runnel_codec::Messages;
 use runnel_core::retry::Backoff;
 use runnel_runtime::{BoxError, Record, pipeline::SourceContext};
@@ -31,15 +31,52 @@ struct Records {
 }
 
 impl Records {
-    async fn send(&mut self, body: Bytes, ctx: &SourceContext) -> Result<(), BoxError> {
+    /// Decodes a message's body into the records waiting to be handed on.
+    fn take(&mut self, body: Bytes, ctx: &SourceContext) {
         if let Err(e) = self.messages.records(body, &mut self.out) {
             ctx.metrics().records_failed.inc();
             tracing::warn!(reason = %runnel_runtime::Chain(&e), "Skipping a message that does not decode.");
         }
-        for r in self.out.drain(..) {
-            ctx.send(r).await?;
+    }
+
+    /// Hands on what the messages read so far gave.
+    async fn flush(&mut self, ctx: &SourceContext) -> Result<(), BoxError> {
+        Ok(ctx.send_many(std::mem::take(&mut self.out)).await?)
+    }
+}
+
+/// Messages taken in one go when the socket already holds them, before their records are
+/// handed on together.
+const BURST: usize = 256;
+
+/// Takes one read from the socket: its records wait in `records`; the end of the
+/// connection when it ended.
+fn take(
+    m: Option<Result<Message, Error>>,
+    records: &mut Records,
+    ctx: &SourceContext,
+) -> Option<End> {
+    match m {
+        None => Some(End::Lost("the connection ended".into())),
+        Some(Err(e)) => {
+            if matches!(e, Error::Capacity(CapacityError::MessageTooLong { .. })) {
+                ctx.metrics().records_failed.inc();
+            }
+            Some(End::Lost(websocket_common::describe(&e)))
         }
-        Ok(())
+        Some(Ok(Message::Text(t))) => {
+            records.take(Bytes::from(t), ctx);
+            None
+        }
+        Some(Ok(Message::Binary(b))) => {
+            records.take(b, ctx);
+            None
+        }
+        Some(Ok(Message::Close(frame))) => {
+            Some(End::Lost(websocket_common::close_reason(frame.as_ref())))
+        }
+        // tungstenite answers pings itself.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
     }
 }
 
@@ -73,21 +110,25 @@ async fn read(
             }
             m = ws.next() => {
                 unanswered = None;
-                match m {
-                    None => return Ok(End::Lost("the connection ended".into())),
-                    Some(Err(e)) => {
-                        if matches!(e, Error::Capacity(CapacityError::MessageTooLong { .. })) {
-                            ctx.metrics().records_failed.inc();
-                        }
-                        return Ok(End::Lost(websocket_common::describe(&e)));
+                // What else the socket already holds is taken too, and stored as one.
+                let mut m = m;
+                let mut taken = 1;
+                let end = loop {
+                    if let Some(end) = take(m, records, ctx) {
+                        break Some(end);
                     }
-                    Some(Ok(Message::Text(t))) => records.send(Bytes::from(t), ctx).await?,
-                    Some(Ok(Message::Binary(b))) => records.send(b, ctx).await?,
-                    Some(Ok(Message::Close(frame))) => {
-                        return Ok(End::Lost(websocket_common::close_reason(frame.as_ref())));
+                    if taken == BURST {
+                        break None;
                     }
-                    // tungstenite answers pings itself.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    match ws.next().now_or_never() {
+                        Some(next) => m = next,
+                        None => break None,
+                    }
+                    taken += 1;
+                };
+                records.flush(ctx).await?;
+                if let Some(end) = end {
+                    return Ok(end);
                 }
             }
             _ = ticker.tick(), if ping.is_some() => {
