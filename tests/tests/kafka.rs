@@ -209,7 +209,8 @@ async fn source_moves_a_partition_in_order_and_commits_the_group_offset() {
 }
 
 /// `kill -9` mid-stream, then a restart in the same group: it goes on from the last
-/// commit; every record is in the hub, repeats bounded by what was in flight.
+/// commit. Exact accounting: the group's offset never passes what the hub stored, and the
+/// repeats are exactly the records stored after that offset, in order, nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_kill_9_mid_stream_then_restart_loses_nothing() {
     const N: usize = 30_000;
@@ -217,20 +218,42 @@ async fn source_kill_9_mid_stream_then_restart_loses_nothing() {
     let brokers = t.brokers();
     let hub = TempHub::new();
     produce(&brokers, "killed", "m", 0..N).await;
+    let group_offset = || {
+        let b = brokers.clone();
+        async move {
+            tokio::task::spawn_blocking(move || committed(&b, "fluvio-kafka-source", "killed"))
+                .await
+                .unwrap()
+                .unwrap_or(0)
+        }
+    };
     let start = || source(&hub, &brokers, "killed", "killed");
     let mut p = Proc::spawn(start(), hub.path("first.log"));
-    wait_until(Duration::from_secs(60), "some records", || async {
-        hub.count("killed").await >= 5_000
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "some records stored and committed",
+        || async { hub.count("killed").await >= 5_000 && group_offset().await > 0 },
+    )
     .await;
     p.kill9();
+    let stored = hub.count("killed").await as i64;
+    let offset = group_offset().await;
+    assert!(offset <= stored, "committed {offset} with {stored} stored");
     let _again = Proc::spawn(start(), hub.path("second.log"));
     wait_until(Duration::from_secs(120), "every record", || async {
         all_present(&values(&hub.read_all("killed").await), "m", N)
     })
     .await;
-    let repeated = hub.read_all("killed").await.len() - N;
-    assert!(repeated <= 10_000, "{repeated} repeated");
+    let got = values(&hub.read_all("killed").await);
+    let want: Vec<String> = (0..stored as usize)
+        .chain(offset as usize..N)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(got.len(), want.len(), "{} repeated", got.len() - N);
+    assert!(
+        got == want,
+        "the hub is not the first run followed by the rest from the group's offset"
+    );
 }
 
 /// The broker goes away mid-stream for seconds (every connection cut, connects refused)
