@@ -1,4 +1,5 @@
-//! webhook-source against the same HTTP server writing nowhere, in the same run. Run with
+//! webhook-source against the same HTTP server writing nowhere, and against that server
+//! storing each body into the local hub itself, in the same run. Run with
 //! `cargo build --release --locked -p webhook-source && cargo bench --locked -p
 //! webhook-source --bench webhook`. Each case prints `CASE: runnel N rec/s, PEER M rec/s,
 //! ratio R`; `RUNNEL_BENCH_REQUESTS` sets the requests per case (default 20,000).
@@ -7,7 +8,10 @@
 //! that reads each body to its end and answers 200 without storing it, on a runtime of its
 //! own with two worker threads. The release webhook-source stores every record in the
 //! local hub before it answers. The same senders (reqwest, keep-alive, 16 at once) post
-//! to both:
+//! to all three. The third peer is what a hand-written server on the same store would do at
+//! best: each request splits its body as the connector does and queues its records straight
+//! to a hub producer (group commit, no window, no pipeline), and answers once they are
+//! stored; it is the physical bound of answering after the commit on this machine.
 //!
 //! - single: one 100-byte record per request;
 //! - array: a JSON array of 100 such records per request (`split: array`).
@@ -21,6 +25,11 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, http::StatusCode, routing::post};
+use runnel_codec::Split;
+use runnel_runtime::{
+    Record,
+    hub::{Hub, HubUrl},
+};
 use runnel_test_servers::{Proc, free_port};
 
 const SENDERS: usize = 16;
@@ -62,8 +71,8 @@ async fn load(url: &str, requests: usize, per: usize) -> f64 {
     (requests * per) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The peer: the same server reading each body and storing nothing.
-fn peer(port: u16) {
+/// Serves `app` on 127.0.0.1:`port` from a runtime of its own with two workers.
+fn serve(port: u16, app: impl FnOnce() -> Router + Send + 'static) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -71,18 +80,57 @@ fn peer(port: u16) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let app = Router::new().route(
-                "/",
-                post(|b: Bytes| async move {
-                    std::hint::black_box(&b);
-                    (StatusCode::OK, "{\"records\":1}\n")
-                }),
-            );
             let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .unwrap();
-            axum::serve(l, app).await.unwrap();
+            axum::serve(l, app()).await.unwrap();
         });
+    });
+}
+
+/// The peer: the same server reading each body and storing nothing.
+fn peer(port: u16) {
+    serve(port, || {
+        Router::new().route(
+            "/",
+            post(|b: Bytes| async move {
+                std::hint::black_box(&b);
+                (StatusCode::OK, "{\"records\":1}\n")
+            }),
+        )
+    });
+}
+
+/// The second peer: the same server storing each body's records into a local hub topic
+/// through one shared producer, answering once they are stored.
+fn peer_storing(port: u16, hub: &std::path::Path, split: Split) {
+    let url: HubUrl = format!("local:{}", hub.display()).parse().unwrap();
+    let producer = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let hub = Hub::connect(&url).await.unwrap();
+            hub.ensure_topic("peer", true, None).await.unwrap();
+            hub.producer("peer").await.unwrap()
+        })
+    })
+    .join()
+    .unwrap();
+    let producer = Arc::new(tokio::sync::Mutex::new(producer));
+    serve(port, move || {
+        Router::new().route(
+            "/",
+            post(move |b: Bytes| async move {
+                let records: Vec<Record> = split
+                    .pieces(b)
+                    .unwrap()
+                    .into_iter()
+                    .map(Record::new)
+                    .collect();
+                let n = records.len();
+                let stored = producer.lock().await.enqueue(Arc::new(records)).await;
+                stored.unwrap().await.unwrap();
+                (StatusCode::OK, format!("{{\"records\":{n}}}\n"))
+            }),
+        )
     });
 }
 
@@ -128,19 +176,32 @@ async fn main() {
     peer(peer_port);
     wait_listening(peer_port).await;
     let peer_url = format!("http://127.0.0.1:{peer_port}/");
-    for (case, per, split) in [("single", 1, "none"), ("array", 100, "array")] {
+    for (case, per, split) in [("single", 1, Split::None), ("array", 100, Split::Array)] {
         let n = if per == 1 { requests } else { requests / 20 };
         let port = free_port();
-        let mut p = connector(dir.path(), port, split, case);
+        let flag = if per == 1 { "none" } else { "array" };
+        let mut p = connector(dir.path(), port, flag, case);
+        let storing_port = free_port();
+        peer_storing(
+            storing_port,
+            &dir.path().join(format!("{case}-peer.db")),
+            split,
+        );
         wait_listening(port).await;
-        // Warm both up (connections, the hub's first pages).
-        load(&format!("http://127.0.0.1:{port}/"), 200, per).await;
-        load(&peer_url, 200, per).await;
-        let ours = load(&format!("http://127.0.0.1:{port}/"), n, per).await;
+        wait_listening(storing_port).await;
+        let url = format!("http://127.0.0.1:{port}/");
+        let storing_url = format!("http://127.0.0.1:{storing_port}/");
+        // Warm all up (connections, the hub's first pages).
+        for u in [&url, &peer_url, &storing_url] {
+            load(u, 200, per).await;
+        }
+        let ours = load(&url, n, per).await;
         let bare = load(&peer_url, n, per).await;
+        let storing = load(&storing_url, n, per).await;
         println!(
-            "{case} ({n} requests of {per}): runnel {ours:.0} rec/s, bare axum {bare:.0} rec/s, ratio {:.2}",
-            ours / bare
+            "{case} ({n} requests of {per}): runnel {ours:.0} rec/s, bare axum {bare:.0} rec/s, ratio {:.2}; bare axum storing into the hub {storing:.0} rec/s, ratio {:.2}",
+            ours / bare,
+            ours / storing
         );
         p.stop().await;
     }
