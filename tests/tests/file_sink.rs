@@ -157,8 +157,8 @@ async fn kill_9_mid_stream_commits_nothing_that_is_not_on_disk() {
     let all: Vec<String> = fs.into_iter().flat_map(|(_, l)| l).collect();
     let repeated = runnel_tests::each_present(&all, (0..N).map(|i| format!("{i:08}")));
     assert!(
-        repeated <= 1000,
-        "{repeated} records written twice (one batch is 1000)"
+        repeated <= 2000,
+        "{repeated} records written twice (at most the batch being written and the one before it, whose commit goes out while the next is written; a batch is 1000)"
     );
 }
 

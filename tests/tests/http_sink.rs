@@ -292,8 +292,9 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
     .await;
     let got = server.accepted();
     let dup = counts(&got).values().filter(|c| **c > 1).count();
-    // At-least-once: duplicates only from the batch in flight at the crash.
-    assert!(dup <= 1000, "{dup} duplicates");
+    // At-least-once: duplicates only from the batch in flight at the crash and the one
+    // before it, whose commit goes out while the next is delivered.
+    assert!(dup <= 2000, "{dup} duplicates");
 }
 
 #[tokio::test]

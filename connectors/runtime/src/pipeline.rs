@@ -896,14 +896,22 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
     let settings = Arc::new(settings);
     // The batch read while the one before it was being delivered.
     let mut next: Option<Vec<ConsumedRecord>> = None;
+    // The offset after the last delivered batch, committed while the next one is delivered
+    // (or before waiting for more records): a crash repeats at most that one batch more.
+    let mut uncommitted: Option<i64> = None;
     loop {
         let batch = match next.take() {
             Some(b) => b,
-            None => tokio::select! {
-                biased;
-                _ = shutdown.wait() => return Ok(()),
-                r = consumer.fetch(settings.batch_records, Duration::from_millis(500)) => r?,
-            },
+            None => {
+                if let Some(o) = uncommitted.take() {
+                    consumer.commit(o).await?;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => return Ok(()),
+                    r = consumer.fetch(settings.batch_records, Duration::from_millis(500)) => r?,
+                }
+            }
         };
         let Some(last) = batch.last().map(|r| r.offset) else {
             continue;
@@ -971,12 +979,17 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
             .await?;
         }
         let batch = Arc::new(batch);
-        // The next batch is read from the hub while this one is delivered (what is already
-        // there, without waiting); it is delivered only after this one is committed, so the
-        // order and the commits stay as they were.
+        // While this batch is delivered, the one before it is committed and the next is
+        // read from the hub (what is already there, without waiting); the next is delivered
+        // only after this one, so the order and the commits' order stay as they were.
         let (outcome, prefetched) = tokio::join!(
             deliver.deliver(&batch, &settings, &metrics, &shutdown),
-            consumer.fetch(settings.batch_records, Duration::ZERO)
+            async {
+                if let Some(o) = uncommitted.take() {
+                    consumer.commit(o).await?;
+                }
+                consumer.fetch(settings.batch_records, Duration::ZERO).await
+            }
         );
         let prefetched = prefetched?;
         next = (!prefetched.is_empty()).then_some(prefetched);
@@ -1005,7 +1018,7 @@ async fn consume_loop<S: SinkSide>(run: SinkRun<'_>, deliver: S) -> Result<(), P
             handle_failure(rec, &f, hub, &mut dead_letter, &settings, &health, &metrics).await?;
         }
         if settings.consumer_id.is_some() {
-            consumer.commit(last + 1).await?;
+            uncommitted = Some(last + 1);
         }
     }
 }

@@ -221,6 +221,7 @@ impl LocalHub {
             position,
             conn: Arc::new(Mutex::new(conn)),
             data_version: None,
+            rest: None,
         })
     }
 }
@@ -419,6 +420,51 @@ pub struct LocalConsumer {
     position: i64,
     conn: Shared,
     data_version: Option<i64>,
+    /// The stored batch the last fetch ended in, so the next one goes on inside it instead
+    /// of reading and decoding it again from its start (a batch may hold many fetches).
+    rest: Option<Rest>,
+}
+
+/// Where a fetch stopped inside a stored batch.
+#[derive(Debug)]
+struct Rest {
+    /// The batch's base offset and its bytes.
+    base: i64,
+    data: Bytes,
+    /// Where the next record starts in `data`, and its offset.
+    at: usize,
+    offset: i64,
+}
+
+impl Rest {
+    /// Decodes records from where the last fetch stopped, into `out` until it holds `max`.
+    fn take(
+        &mut self,
+        topic: &Arc<str>,
+        max: usize,
+        out: &mut Vec<ConsumedRecord>,
+    ) -> Result<(), Err> {
+        while self.at < self.data.len() && out.len() < max {
+            let Some((record, next)) = decode_record(&self.data, self.at) else {
+                return Err(Err::Io(
+                    format!(
+                        "topic {topic:?}: the batch at offset {} is corrupt",
+                        self.base
+                    ),
+                    None,
+                ));
+            };
+            out.push(ConsumedRecord {
+                topic: topic.to_string(),
+                partition: 0,
+                offset: self.offset,
+                record,
+            });
+            self.at = next;
+            self.offset += 1;
+        }
+        Ok(())
+    }
 }
 
 impl LocalConsumer {
@@ -449,52 +495,70 @@ impl LocalConsumer {
             let conn = self.conn.clone();
             let (id, from, known) = (self.topic_id, self.position, self.data_version);
             let topic = self.topic.clone();
-            let (records, version) = blocking(&self.path, move || {
+            // Only valid where this consumer stopped (a seek moves the position elsewhere).
+            let rest = self.rest.take().filter(|r| r.offset == from);
+            let (records, version, rest) = blocking(&self.path, move || {
+                let topic: Arc<str> = Arc::from(topic.as_str());
+                let mut records = Vec::new();
+                let mut rest = rest;
+                if let Some(r) = rest.as_mut() {
+                    r.take(&topic, max, &mut records)?;
+                    if records.len() >= max {
+                        return Ok((records, None, rest));
+                    }
+                }
                 let c = conn.lock().map_err(|_| Err::Io("connection lock poisoned".into(), None))?;
                 let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-                if known == Some(version) {
-                    return Ok((Vec::new(), version));
+                if records.is_empty() && known == Some(version) {
+                    return Ok((records, Some(version), rest));
                 }
-                // From the batch holding `from` onward; the cursor streams, so stopping at
-                // `max` records reads no further.
-                let mut stmt = c.prepare_cached(
-                    "SELECT base_offset, data FROM batches WHERE topic_id = ?1 AND base_offset >= \
-                     (SELECT COALESCE(MAX(base_offset), 0) FROM batches WHERE topic_id = ?1 AND base_offset <= ?2) \
-                     ORDER BY base_offset",
-                )?;
-                let mut rows = stmt.query(params![id, from])?;
-                let mut records = Vec::new();
-                let topic: Arc<str> = Arc::from(topic.as_str());
-                'rows: while let Some(row) = rows.next()? {
+                // The batches after the one already read; else from the batch holding `from`
+                // onward. The cursor streams, so stopping at `max` records reads no further.
+                let (sql, at) = match &rest {
+                    Some(r) => (
+                        "SELECT base_offset, data FROM batches WHERE topic_id = ?1 AND base_offset > ?2 \
+                         ORDER BY base_offset",
+                        r.base,
+                    ),
+                    None => (
+                        "SELECT base_offset, data FROM batches WHERE topic_id = ?1 AND base_offset >= \
+                         (SELECT COALESCE(MAX(base_offset), 0) FROM batches WHERE topic_id = ?1 AND base_offset <= ?2) \
+                         ORDER BY base_offset",
+                        from,
+                    ),
+                };
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![id, at])?;
+                while records.len() < max
+                    && let Some(row) = rows.next()?
+                {
                     let base: i64 = row.get(0)?;
                     let data = Bytes::from(row.get::<_, Vec<u8>>(1)?);
-                    let mut at = 0;
-                    let mut offset = base;
-                    while at < data.len() {
-                        let Some((record, next)) = decode_record(&data, at) else {
+                    let mut r = Rest {
+                        base,
+                        data,
+                        at: 0,
+                        offset: base,
+                    };
+                    // Records before `from` in the first batch are stepped over.
+                    while r.offset < from && r.at < r.data.len() {
+                        let Some(next) = record_end(&r.data, r.at) else {
                             return Err(Err::Io(
                                 format!("topic {topic:?}: the batch at offset {base} is corrupt"),
                                 None,
                             ));
                         };
-                        at = next;
-                        if offset >= from {
-                            records.push(ConsumedRecord {
-                                topic: topic.to_string(),
-                                partition: 0,
-                                offset,
-                                record,
-                            });
-                            if records.len() >= max {
-                                break 'rows;
-                            }
-                        }
-                        offset += 1;
+                        r.at = next;
+                        r.offset += 1;
                     }
+                    r.take(&topic, max, &mut records)?;
+                    rest = Some(r);
                 }
-                Ok((records, version))
+                Ok((records, Some(version), rest))
             })
             .await?;
+            self.rest = rest;
+            let version = version.unwrap_or_default();
             if let Some(last) = records.last() {
                 self.position = last.offset + 1;
                 // More may be waiting beyond `max`: look again next time regardless.
@@ -681,6 +745,19 @@ fn encode_record(r: &Record, out: &mut Vec<u8>) {
 
 /// The record at `at` and where the next one starts; `None` if the data is cut short.
 /// Key and value share the batch's buffer instead of being copied.
+/// Where the record starting at `at` ends, without decoding it.
+fn record_end(data: &[u8], at: usize) -> Option<usize> {
+    let len = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+    };
+    let mut at = at + 8;
+    let key_len = len(at)? as i32;
+    at += 4 + usize::try_from(key_len).unwrap_or(0);
+    at += 4 + len(at)? as usize;
+    at += 4 + len(at)? as usize;
+    (at <= data.len()).then_some(at)
+}
+
 fn decode_record(data: &Bytes, at: usize) -> Option<(Record, usize)> {
     let word = |at: usize, n: usize| data.get(at..at + n);
     let timestamp = i64::from_le_bytes(word(at, 8)?.try_into().ok()?);
@@ -774,6 +851,63 @@ mod tests {
         assert_eq!(at, data.len());
         assert!(decode_record(&data.slice(..data.len() - 1), 0).is_some());
         assert!(decode_record(&data.slice(..5), 0).is_none());
+        // Stepping over a record lands where decoding it does.
+        let mut at = 0;
+        while at < data.len() {
+            let next = record_end(&data, at).unwrap();
+            assert_eq!(decode_record(&data, at).unwrap().1, next);
+            at = next;
+        }
+        assert!(record_end(&data[..data.len() - 1], 0).is_some());
+        assert!(record_end(&data[..5], 0).is_none());
+        assert!(record_end(&[0xff; 40], 0).is_none());
+    }
+
+    /// Fetches smaller than the stored batches go on inside a batch where the last one
+    /// stopped, and across batches written between fetches; a consumer starting inside a
+    /// batch steps over what comes before its position.
+    #[tokio::test]
+    async fn small_fetches_go_on_inside_large_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LocalHub::open(dir.path().join("hub.db")).await.unwrap();
+        hub.create_topic("t", 1).await.unwrap();
+        let mut p = hub.producer("t").await.unwrap();
+        let mut c = hub
+            .consumer("t", 0, None, OffsetStart::Beginning)
+            .await
+            .unwrap();
+        let (mut written, mut got) = (0usize, Vec::new());
+        for round in 0..40usize {
+            let n = (round * 7) % 50 + 1;
+            let batch = (written..written + n)
+                .map(|i| Record::new(i.to_string()).with_header("i", i.to_string()))
+                .collect();
+            p.send(Arc::new(batch)).await.unwrap();
+            written += n;
+            for r in c.fetch(round % 9 + 1, Duration::ZERO).await.unwrap() {
+                got.push(r);
+            }
+        }
+        loop {
+            let more = c.fetch(4, Duration::ZERO).await.unwrap();
+            if more.is_empty() {
+                break;
+            }
+            got.extend(more);
+        }
+        assert_eq!(got.len(), written);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.offset, i as i64);
+            assert_eq!(r.record.value, i.to_string());
+            assert_eq!(r.record.headers, [("i".into(), Bytes::from(i.to_string()))]);
+        }
+        let mut mid = hub
+            .consumer("t", 0, None, OffsetStart::Absolute(3))
+            .await
+            .unwrap();
+        let first = mid.fetch(2, Duration::ZERO).await.unwrap();
+        assert_eq!(first.iter().map(|r| r.offset).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(first[0].record.value, "3");
     }
 
     #[test]
