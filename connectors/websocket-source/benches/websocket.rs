@@ -10,7 +10,9 @@
 //!   nothing (timed from connecting until the last one).
 //! - sink: N records in the local hub sent by the release websocket-sink (`confirm: ping`,
 //!   timed from its start until the server has read them all), against a bare client
-//!   sending N messages, flushed every 1,000 (the sink's batch size), timed the same way.
+//!   sending N messages, flushed every 1,000 (the sink's batch size), timed the same way;
+//!   and against the like-for-like bare client, which after each 1,000 also sends a ping
+//!   and reads until its pong (what `confirm: ping` does before the sink commits).
 
 #![allow(clippy::unwrap_used)]
 
@@ -82,8 +84,9 @@ async fn until_received(peer: &Peer, n: usize) {
     }
 }
 
-/// Sends `n` messages flushed every 1,000; returns messages/s until the server read them.
-async fn bare_send(n: usize) -> f64 {
+/// Sends `n` messages flushed every 1,000, each 1,000 confirmed by a ping's pong when
+/// `confirm`; returns messages/s until the server read them.
+async fn bare_send(n: usize, confirm: bool) -> f64 {
     let peer = Peer::start(Behaviour::default()).await;
     let start = Instant::now();
     let (mut ws, _) = tokio_tungstenite::connect_async(peer.url("/"))
@@ -91,11 +94,16 @@ async fn bare_send(n: usize) -> f64 {
         .unwrap();
     for i in 0..n {
         ws.feed(Message::text(body(i))).await.unwrap();
-        if i % 1000 == 999 {
+        if i % 1000 == 999 || i == n - 1 {
             ws.flush().await.unwrap();
+            if confirm {
+                ws.send(Message::Ping(i.to_be_bytes().to_vec().into()))
+                    .await
+                    .unwrap();
+                while !matches!(ws.next().await, Some(Ok(Message::Pong(_)))) {}
+            }
         }
     }
-    ws.flush().await.unwrap();
     until_received(&peer, n).await;
     n as f64 / start.elapsed().as_secs_f64()
 }
@@ -127,13 +135,20 @@ fn main() {
             "bare tokio-tungstenite reader",
             peer,
         );
-        let peer = bare_send(n).await;
+        let peer = bare_send(n, false).await;
+        let confirmed = bare_send(n, true).await;
         let ours = sink(n).await;
         line(
             &format!("websocket-sink (confirm: ping), {n} records of {BODY} bytes"),
             ours,
             "bare tokio-tungstenite sender (flush per 1000)",
             peer,
+        );
+        line(
+            &format!("websocket-sink (confirm: ping), {n} records of {BODY} bytes"),
+            ours,
+            "bare tokio-tungstenite sender (flush and ping per 1000)",
+            confirmed,
         );
     });
 }
