@@ -140,6 +140,8 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<websocket_sink::WebSocketSink>(),
     Entry::of::<kafka_source::KafkaSource>(),
     Entry::of::<kafka_sink::KafkaSink>(),
+    Entry::of::<log_sink::LogSink>(),
+    Entry::of::<nop_sink::NopSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

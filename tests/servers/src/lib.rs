@@ -125,8 +125,14 @@ impl Proc {
             if let Some(port) = out
                 .lines()
                 .filter(|l| l.contains("Serving /healthz"))
-                .find_map(|l| l.split("addr=").nth(1))
-                .and_then(|a| a.trim().rsplit(':').next())
+                // `addr=127.0.0.1:PORT` in text logs, `"addr":"127.0.0.1:PORT"` in JSON ones.
+                .find_map(|l| {
+                    l.split("addr=")
+                        .nth(1)
+                        .or_else(|| l.split("\"addr\":\"").nth(1))
+                })
+                .and_then(|a| a.trim().split('"').next())
+                .and_then(|a| a.rsplit(':').next())
                 .and_then(|p| p.parse().ok())
             {
                 return port;
