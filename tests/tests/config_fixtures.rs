@@ -102,6 +102,7 @@ fn good_fixtures_and_examples_pass_check() {
             .env("REDIS_PASSWORD", "pa55-for-check")
             .env("WS_API_KEY", "k3y-for-check")
             .env("KAFKA_BROKERS", "secret-broker.example:9093")
+            .env("DB_PASSWORD", "pa55-for-check")
             .arg("--config")
             .arg(e)
             .arg("--check")

@@ -142,6 +142,7 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<kafka_sink::KafkaSink>(),
     Entry::of::<log_sink::LogSink>(),
     Entry::of::<nop_sink::NopSink>(),
+    Entry::of::<sql_sink::SqlSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

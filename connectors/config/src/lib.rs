@@ -112,6 +112,11 @@ pub trait Validate {
     fn validate_with_meta(&self, _meta: &Meta) -> Result<(), FieldError> {
         Ok(())
     }
+
+    /// A sink whose section has options of its own that mean delivery options (Fluvio's
+    /// `backoff-min` of sql-sink) sets them here; `retry_given` says whether the section
+    /// also has `retry:`, which then wins.
+    fn adjust_delivery(&self, _delivery: &mut DeliveryOptions, _retry_given: bool) {}
 }
 
 /// What a connector runs on: every field resolved and validated.
@@ -454,7 +459,8 @@ fn resolve_inner<C: ConnectorKind>(
         ));
     }
     let mut section = norm.section;
-    let delivery = match C::DIRECTION {
+    let retry_given = section.get("retry").is_some();
+    let mut delivery = match C::DIRECTION {
         Direction::Sink => {
             let d = DeliveryOptions::take_from(&mut section, &norm.section_path)?;
             d.check_with_meta(&norm.meta)
@@ -474,6 +480,9 @@ fn resolve_inner<C: ConnectorKind>(
     config
         .validate_with_meta(&norm.meta)
         .map_err(|e| e.under(&norm.section_path))?;
+    if let Some(d) = delivery.as_mut() {
+        config.adjust_delivery(d, retry_given);
+    }
     let transforms: Vec<Transform> = match norm.transforms {
         Value::Null => Vec::new(),
         Value::Sequence(_) => from_value(norm.transforms, "transforms")?,

@@ -1,0 +1,225 @@
+//! sql-sink against a real PostgreSQL (started here on 127.0.0.1) and a real SQLite file:
+//! records in Fluvio's SQL model (json-sql's output) land as the rows Fluvio's sink would
+//! write, every model type included; upserts update; a record that is not an operation, a
+//! value that does not fit its type and a row the database refuses follow on_error with
+//! the reason, and only they; the password never reaches the log.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use runnel_runtime::Record;
+use runnel_test_servers::postgres::Postgres;
+use runnel_tests::{
+    Proc, TempHub, connector,
+    contract::{self, Contract},
+    wait_until,
+};
+
+/// An insert of `(column, type, raw_value)` into `table`.
+fn insert(table: &str, values: &[(&str, &str, &str)]) -> Record {
+    op("Insert", table, None, values)
+}
+
+fn op(kind: &str, table: &str, uniq: Option<&str>, values: &[(&str, &str, &str)]) -> Record {
+    let values: Vec<serde_json::Value> = values
+        .iter()
+        .map(|(c, t, v)| serde_json::json!({"column": c, "type": t, "raw_value": v}))
+        .collect();
+    let mut body = serde_json::json!({"table": table, "values": values});
+    if let Some(u) = uniq {
+        body["uniq_idx"] = u.into();
+    }
+    Record::new(serde_json::json!({ kind: body }).to_string())
+}
+
+/// One value of every model type, as json-sql would write them.
+const ALL_TYPES: &[(&str, &str, &str)] = &[
+    ("b", "Bool", "true"),
+    ("c", "Char", "126"),
+    ("si", "SmallInt", "-12"),
+    ("i", "Int", "40"),
+    ("bi", "BigInt", "9223372036854775807"),
+    ("f", "Float", "3.5"),
+    ("d", "DoublePrecision", "3.333333333"),
+    ("t", "Text", "some text"),
+    ("by", "Bytes", "some bytes"),
+    ("n", "Numeric", "10.25"),
+    ("ts", "Timestamp", "2026-12-07 10:11:12.345"),
+    ("da", "Date", "2026-12-07"),
+    ("ti", "Time", "10:11:12"),
+    ("u", "Uuid", "f0841d15-133a-48a7-b48c-ce1ba72f8c94"),
+    ("j", "Json", r#"{"json_key":"json_value"}"#),
+];
+
+/// The records every database test writes: json-sql's own record, every type, two
+/// upserts of one key, and three that must be refused.
+fn records() -> Vec<Record> {
+    vec![
+        // What json-sql makes of {"device":{"device_id":1}} with Fluvio's example mapping.
+        Record::new(
+            r#"{"Insert":{"table":"topic_message","values":[{"column":"record","raw_value":"{\"device\":{\"device_id\":1}}","type":"Json"},{"column":"device_id","raw_value":"1","type":"Int"}]}}"#,
+        ),
+        insert("every_type", ALL_TYPES),
+        op(
+            "Upsert",
+            "users",
+            Some("name"),
+            &[("name", "Text", "John"), ("age", "Int", "66")],
+        ),
+        op(
+            "Upsert",
+            "users",
+            Some("name"),
+            &[("name", "Text", "John"), ("age", "Int", "67")],
+        ),
+        insert("users", &[("name", "Text", "Ann"), ("age", "Int", "old")]),
+        Record::new("not an operation"),
+        insert(
+            "users",
+            &[("name", "Text", "Bo"), ("no_such_column", "Int", "1")],
+        ),
+        insert("users", &[("name", "Text", "Cy"), ("age", "Int", "30")]),
+    ]
+}
+
+fn sink(hub: &TempHub, url: &str) -> Proc {
+    let mut cmd = connector("sql-sink", hub);
+    cmd.args(["--name", "db", "--topic", "ops", "--url", url]);
+    Proc::spawn(cmd, hub.path("sink.log"))
+}
+
+/// The three refused records are in the dead-letter topic with their reasons.
+async fn check_dead_letters(hub: &TempHub, missing_column: &str) {
+    let dl = hub.read_all("ops-dlq").await;
+    let reasons: Vec<String> = dl
+        .iter()
+        .map(|r| {
+            let h = r.record.headers.iter().find(|(k, _)| k == "runnel-error");
+            String::from_utf8_lossy(&h.unwrap().1).into_owned()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].contains("column age (Int): \"old\" is not a 32-bit integer"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("the record is not an operation of Fluvio's SQL model"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains(missing_column), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_gets_the_rows_fluvio_would_write_and_refusals_follow_on_error() {
+    let pg = Postgres::start();
+    pg.query(
+        "CREATE TABLE topic_message (device_id int, record jsonb);
+         CREATE TABLE users (name text PRIMARY KEY, age int);
+         CREATE TABLE every_type (b bool, c smallint, si smallint, i int, bi bigint, f real,
+           d double precision, t varchar(20), by bytea, n numeric, ts timestamp, da date,
+           ti time, u uuid, j json);",
+    );
+    let hub = TempHub::new();
+    let n = records().len() as i64;
+    hub.produce("ops", records()).await;
+    // A password in the URL (trust authentication ignores it): never in the log.
+    let url = pg.url().replace("postgres@", "postgres:pg-s3cret-pw@");
+    let mut p = sink(&hub, &url);
+    wait_until(
+        Duration::from_secs(60),
+        "every record committed",
+        || async { hub.committed("ops", "db").await == n },
+    )
+    .await;
+    assert_eq!(
+        pg.query("SELECT device_id, record FROM topic_message"),
+        "1|{\"device\": {\"device_id\": 1}}\n"
+    );
+    assert_eq!(
+        pg.query("SELECT name, age FROM users ORDER BY name"),
+        "Cy|30\nJohn|67\n"
+    );
+    assert_eq!(
+        pg.query(
+            "SELECT b, c, si, i, bi, f, d, t, encode(by, 'escape'), n, ts, da, ti, u, j FROM every_type"
+        ),
+        "t|126|-12|40|9223372036854775807|3.5|3.333333333|some text|some bytes|10.25|\
+         2026-12-07 10:11:12.345|2026-12-07|10:11:12|f0841d15-133a-48a7-b48c-ce1ba72f8c94|\
+         {\"json_key\":\"json_value\"}\n"
+    );
+    check_dead_letters(&hub, "no_such_column").await;
+    contract::check(
+        &mut p,
+        Contract {
+            kind: "sql-sink",
+            name: "db",
+            secrets: &["pg-s3cret-pw"],
+            ready: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_gets_the_rows_fluvio_would_write_and_refusals_follow_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE topic_message (device_id INTEGER, record TEXT);
+         CREATE TABLE users (name TEXT PRIMARY KEY, age INTEGER);
+         CREATE TABLE every_type (b BOOLEAN, c INTEGER, si INTEGER, i INTEGER, bi BIGINT,
+           f REAL, d REAL, t TEXT, by BLOB, n REAL, ts DATETIME, da DATE, ti TIME, u BLOB,
+           j TEXT);",
+    )
+    .unwrap();
+    let hub = TempHub::new();
+    let n = records().len() as i64;
+    hub.produce("ops", records()).await;
+    let mut p = sink(&hub, &format!("sqlite:{}", db.display()));
+    wait_until(
+        Duration::from_secs(60),
+        "every record committed",
+        || async { hub.committed("ops", "db").await == n },
+    )
+    .await;
+    let one = |sql: &str| -> String { c.query_row(sql, [], |r| r.get::<_, String>(0)).unwrap() };
+    assert_eq!(
+        one("SELECT device_id || '|' || record FROM topic_message"),
+        r#"1|{"device":{"device_id":1}}"#
+    );
+    assert_eq!(
+        one(
+            "SELECT group_concat(name || '|' || age, ',') FROM (SELECT * FROM users ORDER BY name)"
+        ),
+        "Cy|30,John|67"
+    );
+    use rusqlite::types::Value as V;
+    let row: Vec<V> = c
+        .query_row(
+            "SELECT b, c, bi, f, t, by, n, ts, u, j FROM every_type",
+            [],
+            |r| (0..10).map(|i| r.get(i)).collect(),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        [
+            V::Integer(1),
+            V::Integer(126),
+            V::Integer(i64::MAX),
+            V::Real(3.5),
+            V::Text("some text".into()),
+            V::Blob(b"some bytes".to_vec()),
+            V::Real(10.25),
+            V::Text("2026-12-07 10:11:12.345".into()),
+            // A UUID is its 16 bytes, as Fluvio's sink binds it.
+            V::Blob(hex::decode("f0841d15133a48a7b48cce1ba72f8c94").unwrap()),
+            V::Text(r#"{"json_key":"json_value"}"#.into()),
+        ]
+    );
+    check_dead_letters(&hub, "no_such_column").await;
+    p.stop().await;
+}
