@@ -223,3 +223,126 @@ async fn sqlite_gets_the_rows_fluvio_would_write_and_refusals_follow_on_error() 
     check_dead_letters(&hub, "no_such_column").await;
     p.stop().await;
 }
+
+/// `n` inserts of `(id, v)` into `table`, ids from `from`.
+fn numbered(table: &str, from: usize, n: usize) -> Vec<Record> {
+    (from..from + n)
+        .map(|i| {
+            insert(
+                table,
+                &[
+                    ("id", "BigInt", &i.to_string()),
+                    ("v", "Text", &format!("m{i}")),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// `(rows, distinct ids)` of `table`.
+fn counted(pg: &Postgres, table: &str) -> (usize, usize) {
+    let out = pg.query(&format!("SELECT count(*), count(DISTINCT id) FROM {table}"));
+    let (a, b) = out.trim().split_once('|').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+async fn readyz(port: u16) -> u16 {
+    runnel_tests::get(&format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map_or(0, |(code, _)| code)
+}
+
+/// `kill -9` of the sink mid-stream, then a restart: every row is in the table; repeats
+/// are at most the batch in flight and the one before it (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_restart_loses_nothing() {
+    const N: usize = 100_000;
+    let pg = Postgres::start();
+    pg.query("CREATE TABLE killed (id bigint, v text)");
+    let hub = TempHub::new();
+    hub.produce("ops", numbered("killed", 0, N)).await;
+    let mut first = sink(&hub, &pg.url());
+    wait_until(Duration::from_secs(60), "some rows committed", || async {
+        hub.committed("ops", "db").await >= 10_000
+    })
+    .await;
+    first.kill9();
+    let at_kill = hub.committed("ops", "db").await;
+    assert!(
+        at_kill < N as i64,
+        "the kill came too late to test anything"
+    );
+    let _second = sink(&hub, &pg.url());
+    wait_until(
+        Duration::from_secs(120),
+        "every record committed",
+        || async { hub.committed("ops", "db").await == N as i64 },
+    )
+    .await;
+    let (rows, distinct) = counted(&pg, "killed");
+    assert_eq!(distinct, N, "a row was lost");
+    assert!(rows - N <= 2000, "{} rows written twice", rows - N);
+}
+
+/// PostgreSQL stops mid-stream and comes back: `/readyz` says 503 meanwhile, the sink
+/// connects again by itself, and every row is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rides_out_a_server_restart() {
+    const N: usize = 50_000;
+    let mut pg = Postgres::start();
+    pg.query("CREATE TABLE moved (id bigint, v text)");
+    let hub = TempHub::new();
+    hub.produce("ops", numbered("moved", 0, N / 2)).await;
+    let p = sink(&hub, &pg.url());
+    let port = p.health_port().await;
+    wait_until(
+        Duration::from_secs(60),
+        "the first half committed",
+        || async { hub.committed("ops", "db").await == (N / 2) as i64 },
+    )
+    .await;
+    pg.stop();
+    hub.produce("ops", numbered("moved", N / 2, N / 2)).await;
+    wait_until(Duration::from_secs(30), "/readyz 503", || async {
+        readyz(port).await == 503
+    })
+    .await;
+    pg.start_again();
+    wait_until(
+        Duration::from_secs(120),
+        "every record committed",
+        || async { hub.committed("ops", "db").await == N as i64 },
+    )
+    .await;
+    let (_, distinct) = counted(&pg, "moved");
+    assert_eq!(distinct, N, "a row was lost");
+    wait_until(Duration::from_secs(10), "/readyz 200", || async {
+        readyz(port).await == 200
+    })
+    .await;
+    let dlq = hub.hub().await.topic("ops-dlq").await.unwrap();
+    assert!(
+        dlq.is_none_or(|t| t.records == 0),
+        "nothing dead-lettered by the outage"
+    );
+}
+
+/// A database that does not exist does not come by waiting: exit 1 with the server's
+/// reason and without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_exist_stops_the_sink() {
+    let pg = Postgres::start();
+    let hub = TempHub::new();
+    hub.produce("ops", numbered("t", 0, 1)).await;
+    let base = pg.url().rsplit_once('/').unwrap().0.to_string();
+    let url = format!("{base}/nosuchdb").replace("postgres@", "postgres:pg-s3cret-pw@");
+    let mut p = sink(&hub, &url);
+    let status = p.wait_timeout(Duration::from_secs(30)).await;
+    let log = p.output();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(
+        log.contains("database \"nosuchdb\" does not exist"),
+        "{log}"
+    );
+    assert!(!log.contains("pg-s3cret-pw"), "{log}");
+}

@@ -158,7 +158,17 @@ impl Postgres {
 
     async fn connect(&self) -> Result<Conn, DeliveryError> {
         let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
-            DeliveryError::retryable(format!("connecting to {}: {}", self.shown, describe(&e)))
+            let why = format!("connecting to {}: {}", self.shown, describe(&e));
+            // A refused login or a database that does not exist will not change by waiting.
+            let refused = e.code().is_some_and(|c| {
+                c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME
+            });
+            if refused {
+                self.ctx.fail(why.clone());
+                DeliveryError::permanent(why)
+            } else {
+                DeliveryError::retryable(why)
+            }
         })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -202,6 +212,7 @@ impl Postgres {
                                 *slot = Some(c);
                                 logged = false;
                             }
+                            Err(e) if !e.retryable => return,
                             Err(e) => {
                                 me.ctx.set_ready(false);
                                 if !logged {
@@ -224,12 +235,30 @@ impl Postgres {
     /// database refuses, again one row per savepoint.
     pub async fn write(&self, rows: Vec<(usize, Row)>) -> Outcome {
         let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            *slot = Some(
-                self.connect()
-                    .await
-                    .inspect_err(|_| self.ctx.set_ready(false))?,
-            );
+        // While the database is away the batch waits for it: an outage does not use up the
+        // batch's attempts, and /readyz says 503 meanwhile.
+        let mut wait = Duration::from_millis(100);
+        let mut logged = false;
+        while slot.is_none() {
+            match self.connect().await {
+                Ok(c) => *slot = Some(c),
+                Err(e) if !e.retryable => return Err(e),
+                Err(e) => {
+                    self.ctx.set_ready(false);
+                    if !logged {
+                        tracing::warn!(error = %e.message, "Cannot reach the database; the batch waits for it.");
+                        logged = true;
+                    }
+                    if self.ctx.shutdown().is_triggered() {
+                        return Err(DeliveryError::retryable("shutting down"));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.ctx.shutdown().wait() => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
         }
         let Some(conn) = slot.as_mut() else {
             return Err(DeliveryError::retryable("not connected"));
