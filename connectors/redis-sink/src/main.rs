@@ -297,14 +297,7 @@ impl DeliverBatch for Writer {
                 Ok(l) => break l,
                 Err(Down::Fatal(e)) => return Err(DeliveryError::retryable(e)),
                 Err(Down::Unreachable(_)) => {
-                    if self.ctx.shutdown().is_triggered() {
-                        return Err(DeliveryError::retryable("shutting down"));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.ctx.shutdown().wait() => {}
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(2));
+                    self.ctx.wait_for_outside(&mut wait).await?;
                 }
             }
         };

@@ -634,6 +634,21 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    /// One pause of a batch waiting for its outside system to come back (an outage does not
+    /// use up the batch's attempts): sleeps `wait`, then doubles it up to 2 s. When the
+    /// connector is stopping it returns at once with the batch's failure.
+    pub async fn wait_for_outside(&self, wait: &mut Duration) -> Result<(), DeliveryError> {
+        if self.shutdown.is_triggered() {
+            return Err(DeliveryError::retryable("shutting down"));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(*wait) => {}
+            _ = self.shutdown.wait() => {}
+        }
+        *wait = (*wait * 2).min(Duration::from_secs(2));
+        Ok(())
+    }
+
     pub fn new(health: Arc<Health>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
         SinkContext {
             health,

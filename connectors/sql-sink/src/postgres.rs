@@ -249,14 +249,7 @@ impl Postgres {
                         tracing::warn!(error = %e.message, "Cannot reach the database; the batch waits for it.");
                         logged = true;
                     }
-                    if self.ctx.shutdown().is_triggered() {
-                        return Err(DeliveryError::retryable("shutting down"));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.ctx.shutdown().wait() => {}
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(2));
+                    self.ctx.wait_for_outside(&mut wait).await?;
                 }
             }
         }

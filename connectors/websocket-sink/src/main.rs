@@ -147,14 +147,7 @@ impl DeliverBatch for Writer {
                 Ok(_) => break,
                 Err(e) if e.refused => return Err(DeliveryError::retryable(e.text)),
                 Err(_) => {
-                    if self.ctx.shutdown().is_triggered() {
-                        return Err(DeliveryError::retryable("shutting down"));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.ctx.shutdown().wait() => {}
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(2));
+                    self.ctx.wait_for_outside(&mut wait).await?;
                 }
             }
         }
