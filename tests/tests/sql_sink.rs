@@ -346,3 +346,82 @@ async fn a_database_that_does_not_exist_stops_the_sink() {
     );
     assert!(!log.contains("pg-s3cret-pw"), "{log}");
 }
+
+/// `delivery: exactly-once`: ten `kill -9`s in a 100,000-record run, then a last run to the
+/// end: every id is in the table exactly once, and runnel_offsets holds the end.
+async fn exactly_once_through_kills(url: &str, count: impl Fn() -> (usize, usize)) {
+    const N: usize = 100_000;
+    let hub = TempHub::new();
+    hub.produce("ops", numbered("once", 0, N)).await;
+    let start = || {
+        let mut cmd = connector("sql-sink", &hub);
+        cmd.args(["--name", "db", "--topic", "ops", "--url", url])
+            .args(["--delivery", "exactly-once"]);
+        Proc::spawn(cmd, hub.path(&format!("sink-{}.log", fastrand::u32(..))))
+    };
+    let mut kills = 0;
+    while kills < 10 {
+        let before = count().0;
+        if before >= N {
+            break;
+        }
+        let mut p = start();
+        // Killed once it wrote something, at a moment the test does not choose.
+        wait_until(Duration::from_secs(60), "rows written", || async {
+            count().0 > before
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..40))).await;
+        p.kill9();
+        kills += 1;
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills before the end: too few to test anything"
+    );
+    let _last = start();
+    wait_until(Duration::from_secs(120), "every row", || async {
+        count().1 >= N
+    })
+    .await;
+    // Let a repeat, if there were one, land before counting.
+    wait_until(
+        Duration::from_secs(30),
+        "every record committed",
+        || async { hub.committed("ops", "db").await == N as i64 },
+    )
+    .await;
+    let (rows, distinct) = count();
+    assert_eq!(
+        (rows, distinct),
+        (N, N),
+        "rows and distinct ids after {kills} kills"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_exactly_once_through_ten_kill_9s() {
+    let pg = Postgres::start();
+    pg.query("CREATE TABLE once (id bigint, v text)");
+    exactly_once_through_kills(&pg.url(), || counted(&pg, "once")).await;
+    assert_eq!(
+        pg.query("SELECT consumer, topic, partition, next_offset FROM runnel_offsets"),
+        "db|ops|0|100000\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_exactly_once_through_ten_kill_9s() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("once.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE once (id BIGINT, v TEXT);")
+        .unwrap();
+    let count = || {
+        c.query_row("SELECT count(*), count(DISTINCT id) FROM once", [], |r| {
+            Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize))
+        })
+        .unwrap()
+    };
+    exactly_once_through_kills(&format!("sqlite:{}", db.display()), count).await;
+}

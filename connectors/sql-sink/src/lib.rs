@@ -46,9 +46,24 @@ pub struct SqlSinkConfig {
     pub batch_size: Option<u64>,
     #[serde(alias = "batch-interval")]
     pub batch_interval: Option<HumanDuration>,
+    /// at-least-once (the default: the hub offset is committed after the transaction, so a
+    /// crash between the two writes the batch again) or exactly-once (the next offset is
+    /// kept in the table `runnel_offsets` of the target database, written in the same
+    /// transaction as the rows, and records before it are passed over after a restart).
+    #[serde(default)]
+    pub delivery: Guarantee,
     /// How long connecting may take. Default 10s.
     #[serde(default = "default_connect_timeout", alias = "connect-timeout")]
     pub connect_timeout: HumanDuration,
+}
+
+/// What a crash may do to the rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
 }
 
 fn default_connect_timeout() -> HumanDuration {

@@ -105,6 +105,21 @@ impl Row {
     }
 }
 
+/// Where a batch ends, written in the same transaction as its rows under
+/// `delivery: exactly-once`: the next offset of `topic`/`partition` for `consumer`.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: i64,
+    pub next: i64,
+}
+
+/// The table the marks are kept in, in the target database.
+pub const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS runnel_offsets (consumer TEXT NOT NULL, \
+     topic TEXT NOT NULL, partition BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
+     PRIMARY KEY (consumer, topic, partition))";
+
 /// A name that goes into SQL as it is (Fluvio's sink does not quote names): letters,
 /// digits, `_` and `$`, not starting with a digit, optionally `schema.name`.
 fn name(what: &str, n: &str) -> Result<(), String> {

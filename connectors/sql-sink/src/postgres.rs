@@ -10,8 +10,12 @@ use tokio_postgres::{Client, NoTls, Statement, error::SqlState, types::Type as P
 
 use crate::{
     Outcome,
-    model::{Checked, Row, Type},
+    model::{Checked, MARKS_TABLE, Mark, Row, Type},
 };
+
+const MARK_SQL: &str = "INSERT INTO runnel_offsets (consumer, topic, partition, next_offset) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, topic, partition) \
+     DO UPDATE SET next_offset = EXCLUDED.next_offset";
 
 /// How often an idle connection is checked (and made again when lost).
 const KEEP_EVERY: Duration = Duration::from_secs(2);
@@ -233,7 +237,7 @@ impl Postgres {
 
     /// Writes `rows` (with their batch index) in one transaction; on a statement the
     /// database refuses, again one row per savepoint.
-    pub async fn write(&self, rows: Vec<(usize, Row)>) -> Outcome {
+    pub async fn write(&self, rows: Vec<(usize, Row)>, mark: Option<&Mark>) -> Outcome {
         let mut slot = self.conn.lock().await;
         // While the database is away the batch waits for it: an outage does not use up the
         // batch's attempts, and /readyz says 503 meanwhile.
@@ -256,9 +260,9 @@ impl Postgres {
         let Some(conn) = slot.as_mut() else {
             return Err(DeliveryError::retryable("not connected"));
         };
-        let result = match write_all(conn, &rows).await {
+        let result = match write_all(conn, &rows, mark).await {
             Ok(()) => Ok(Vec::new()),
-            Err(e) if !transient(&e) => write_each(conn, &rows).await,
+            Err(e) if !transient(&e) => write_each(conn, &rows, mark).await,
             Err(e) => Err(DeliveryError::retryable(describe(&e))),
         };
         if result.is_err() {
@@ -268,6 +272,55 @@ impl Postgres {
         }
         result
     }
+}
+
+impl Postgres {
+    /// The next offset stored for `consumer` on `topic`/`partition` (the marks table made
+    /// first when missing).
+    pub async fn stored(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i64,
+    ) -> Result<Option<i64>, DeliveryError> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.connect().await?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(DeliveryError::retryable("not connected"));
+        };
+        let got = async {
+            conn.client.batch_execute(MARKS_TABLE).await?;
+            conn.client
+                .query_opt(
+                    "SELECT next_offset FROM runnel_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3",
+                    &[&consumer, &topic, &partition],
+                )
+                .await
+        }
+        .await;
+        match got {
+            Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0))),
+            Err(e) => {
+                *slot = None;
+                Err(DeliveryError::retryable(format!(
+                    "reading runnel_offsets: {}",
+                    describe(&e)
+                )))
+            }
+        }
+    }
+}
+
+/// Writes the mark inside `tx`.
+async fn write_mark(
+    tx: &tokio_postgres::Transaction<'_>,
+    m: &Mark,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(MARK_SQL, &[&m.consumer, &m.topic, &m.partition, &m.next])
+        .await
+        .map(|_| ())
 }
 
 /// The prepared statement of `row`'s shape on this connection.
@@ -283,7 +336,11 @@ async fn prepared(conn: &mut Conn, row: &Row) -> Result<Statement, tokio_postgre
 }
 
 /// All rows in one transaction, the statements pipelined.
-async fn write_all(conn: &mut Conn, rows: &[(usize, Row)]) -> Result<(), tokio_postgres::Error> {
+async fn write_all(
+    conn: &mut Conn,
+    rows: &[(usize, Row)],
+    mark: Option<&Mark>,
+) -> Result<(), tokio_postgres::Error> {
     let mut statements = Vec::with_capacity(rows.len());
     for (_, row) in rows {
         statements.push(prepared(conn, row).await?);
@@ -300,12 +357,15 @@ async fn write_all(conn: &mut Conn, rows: &[(usize, Row)]) -> Result<(), tokio_p
         async move { tx.execute(s, &refs).await }
     });
     futures_util::future::try_join_all(writes).await?;
+    if let Some(m) = mark {
+        write_mark(&tx, m).await?;
+    }
     tx.commit().await
 }
 
 /// One savepoint per row: a row the database refuses is rolled back alone and follows
 /// on_error; the others commit together.
-async fn write_each(conn: &mut Conn, rows: &[(usize, Row)]) -> Outcome {
+async fn write_each(conn: &mut Conn, rows: &[(usize, Row)], mark: Option<&Mark>) -> Outcome {
     let mut statements = Vec::with_capacity(rows.len());
     let mut refused = Vec::new();
     for (i, row) in rows {
@@ -334,6 +394,9 @@ async fn write_each(conn: &mut Conn, rows: &[(usize, Row)]) -> Outcome {
                 refused.push((*i, DeliveryError::permanent(describe(&e))));
             }
         }
+    }
+    if let Some(m) = mark {
+        write_mark(&tx, m).await.map_err(fail)?;
     }
     tx.commit().await.map_err(fail)?;
     refused.sort_by_key(|(i, _)| *i);

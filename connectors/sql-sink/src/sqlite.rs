@@ -8,8 +8,17 @@ use rusqlite::{Connection, ToSql, types::Value as Sql};
 
 use crate::{
     Outcome,
-    model::{Checked, Row, Type},
+    model::{Checked, MARKS_TABLE, Mark, Row, Type},
 };
+
+/// Writes the mark inside the transaction `conn` is in.
+fn write_mark(conn: &Connection, m: &Mark) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO runnel_offsets (consumer, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        rusqlite::params![m.consumer, m.topic, m.partition, m.next],
+    )
+}
 
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
@@ -62,12 +71,15 @@ fn execute(conn: &Connection, row: &Row) -> rusqlite::Result<usize> {
 }
 
 /// All rows in one transaction; when SQLite refuses one, again one row per savepoint.
-fn write(conn: &mut Connection, rows: &[(usize, Row)]) -> Outcome {
+fn write(conn: &mut Connection, rows: &[(usize, Row)], mark: Option<&Mark>) -> Outcome {
     let fail = |e: rusqlite::Error| DeliveryError::retryable(runnel_runtime::chain(&e));
     let all = (|| {
         let tx = conn.transaction()?;
         for (_, row) in rows {
             execute(&tx, row)?;
+        }
+        if let Some(m) = mark {
+            write_mark(&tx, m)?;
         }
         tx.commit()
     })();
@@ -89,6 +101,9 @@ fn write(conn: &mut Connection, rows: &[(usize, Row)]) -> Outcome {
             }
         }
     }
+    if let Some(m) = mark {
+        write_mark(&tx, m).map_err(fail)?;
+    }
     tx.commit().map_err(fail)?;
     Ok(refused)
 }
@@ -108,13 +123,42 @@ impl Sqlite {
         })
     }
 
-    pub async fn write(&self, rows: Vec<(usize, crate::model::Row)>) -> Outcome {
+    pub async fn write(&self, rows: Vec<(usize, Row)>, mark: Option<&Mark>) -> Outcome {
         let conn = self.conn.clone();
+        let mark = mark.cloned();
         tokio::task::spawn_blocking(move || {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            write(&mut c, &rows)
+            write(&mut c, &rows, mark.as_ref())
         })
         .await
         .map_err(|e| DeliveryError::retryable(format!("the SQLite writer failed: {e}")))?
+    }
+
+    /// What `Postgres::stored` reads, here.
+    pub async fn stored(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i64,
+    ) -> Result<Option<i64>, DeliveryError> {
+        let conn = self.conn.clone();
+        let key = (consumer.to_string(), topic.to_string(), partition);
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            c.execute_batch(MARKS_TABLE)?;
+            c.query_row(
+                "SELECT next_offset FROM runnel_offsets WHERE consumer = ?1 AND topic = ?2 AND partition = ?3",
+                rusqlite::params![key.0, key.1, key.2],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+        })
+        .await
+        .map_err(|e| DeliveryError::retryable(format!("the SQLite writer failed: {e}")))?
+        .map_err(|e| DeliveryError::retryable(format!("reading runnel_offsets: {e}")))
     }
 }
