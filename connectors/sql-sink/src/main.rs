@@ -13,7 +13,7 @@ mod sqlite;
 
 use std::{collections::HashMap, process::ExitCode};
 
-use model::Mark;
+use model::{Mark, Place};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::ConnectorConfig,
@@ -62,10 +62,14 @@ impl Writer {
         {
             return Ok(*n);
         }
-        let p = i64::from(first.partition);
+        let at = Place {
+            consumer,
+            topic: &first.topic,
+            partition: i64::from(first.partition),
+        };
         let stored = match &self.db {
-            Database::Postgres(db) => db.stored(consumer, &first.topic, p).await?,
-            Database::Sqlite(db) => db.stored(consumer, &first.topic, p).await?,
+            Database::Postgres(db) => db.stored(at).await?,
+            Database::Sqlite(db) => db.stored(at).await?,
         };
         let n = stored.unwrap_or(0);
         if let Some((_, known)) = &self.exactly_once {

@@ -115,6 +115,14 @@ pub struct Mark {
     pub next: i64,
 }
 
+/// Whose mark, for which topic partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub consumer: &'a str,
+    pub topic: &'a str,
+    pub partition: i64,
+}
+
 /// The table the marks are kept in, in the target database.
 pub const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS runnel_offsets (consumer TEXT NOT NULL, \
      topic TEXT NOT NULL, partition BIGINT NOT NULL, next_offset BIGINT NOT NULL, \

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, NoTls, Statement, error::SqlState, types::Type as P
 
 use crate::{
     Outcome,
-    model::{Checked, MARKS_TABLE, Mark, Row, Type},
+    model::{Checked, MARKS_TABLE, Mark, Place, Row, Type},
 };
 
 const MARK_SQL: &str = "INSERT INTO runnel_offsets (consumer, topic, partition, next_offset) \
@@ -277,12 +277,7 @@ impl Postgres {
 impl Postgres {
     /// The next offset stored for `consumer` on `topic`/`partition` (the marks table made
     /// first when missing).
-    pub async fn stored(
-        &self,
-        consumer: &str,
-        topic: &str,
-        partition: i64,
-    ) -> Result<Option<i64>, DeliveryError> {
+    pub async fn stored(&self, at: Place<'_>) -> Result<Option<i64>, DeliveryError> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
             *slot = Some(self.connect().await?);
@@ -295,7 +290,7 @@ impl Postgres {
             conn.client
                 .query_opt(
                     "SELECT next_offset FROM runnel_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3",
-                    &[&consumer, &topic, &partition],
+                    &[&at.consumer, &at.topic, &at.partition],
                 )
                 .await
         }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ToSql, types::Value as Sql};
 
 use crate::{
     Outcome,
-    model::{Checked, MARKS_TABLE, Mark, Row, Type},
+    model::{Checked, MARKS_TABLE, Mark, Place, Row, Type},
 };
 
 /// Writes the mark inside the transaction `conn` is in.
@@ -135,14 +135,9 @@ impl Sqlite {
     }
 
     /// What `Postgres::stored` reads, here.
-    pub async fn stored(
-        &self,
-        consumer: &str,
-        topic: &str,
-        partition: i64,
-    ) -> Result<Option<i64>, DeliveryError> {
+    pub async fn stored(&self, at: Place<'_>) -> Result<Option<i64>, DeliveryError> {
         let conn = self.conn.clone();
-        let key = (consumer.to_string(), topic.to_string(), partition);
+        let key = (at.consumer.to_string(), at.topic.to_string(), at.partition);
         tokio::task::spawn_blocking(move || {
             let c = conn.lock().unwrap_or_else(|p| p.into_inner());
             c.execute_batch(MARKS_TABLE)?;
