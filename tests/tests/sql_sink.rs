@@ -89,16 +89,21 @@ fn sink(hub: &TempHub, url: &str) -> Proc {
     Proc::spawn(cmd, hub.path("sink.log"))
 }
 
-/// The three refused records are in the dead-letter topic with their reasons.
-async fn check_dead_letters(hub: &TempHub, missing_column: &str) {
-    let dl = hub.read_all("ops-dlq").await;
-    let reasons: Vec<String> = dl
+/// The reasons of the records in dead-letter topic `topic`, in order.
+async fn reasons(hub: &TempHub, topic: &str) -> Vec<String> {
+    hub.read_all(topic)
+        .await
         .iter()
         .map(|r| {
             let h = r.record.headers.iter().find(|(k, _)| k == "runnel-error");
             String::from_utf8_lossy(&h.unwrap().1).into_owned()
         })
-        .collect();
+        .collect()
+}
+
+/// The three refused records are in the dead-letter topic with their reasons.
+async fn check_dead_letters(hub: &TempHub, missing_column: &str) {
+    let reasons = reasons(hub, "ops-dlq").await;
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons[0].contains("column age (Int): \"old\" is not a 32-bit integer"),
@@ -424,4 +429,73 @@ async fn sqlite_exactly_once_through_ten_kill_9s() {
         .unwrap()
     };
     exactly_once_through_kills(&format!("sqlite:{}", db.display()), count).await;
+}
+
+/// Plain JSON records with json-sql's mapping in the `sql:` section (Fluvio's example
+/// mapping: the device id as an int, the whole record as json): the rows json-sql and
+/// Fluvio's sink would write; a record without the required key follows on_error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_json_with_json_sqls_mapping() {
+    let pg = Postgres::start();
+    pg.query("CREATE TABLE topic_message (device_id int, record json)");
+    let hub = TempHub::new();
+    let mut records: Vec<Record> = (0..100)
+        .map(|i| Record::new(format!(r#"{{"device":{{"device_id":{i}}}}}"#)))
+        .collect();
+    records.push(Record::new(r#"{"other":1}"#));
+    hub.produce("devices", records).await;
+    let cfg = hub.path("connect.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: 0.1.0
+meta:
+  version: latest
+  name: db
+  type: sql-sink
+  topic: devices
+sql:
+  url: {}
+  mapping:
+    table: topic_message
+    map-columns:
+      device_id:
+        json-key: device.device_id
+        value:
+          type: int
+          required: true
+      record:
+        json-key: $
+        value:
+          type: jsonb
+          required: true
+",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let mut cmd = connector("sql-sink", &hub);
+    cmd.arg("--config").arg(&cfg);
+    let mut p = Proc::spawn(cmd, hub.path("mapped.log"));
+    wait_until(
+        Duration::from_secs(60),
+        "every record committed",
+        || async { hub.committed("devices", "db").await == 101 },
+    )
+    .await;
+    assert_eq!(
+        pg.query("SELECT count(*), sum(device_id) FROM topic_message"),
+        "100|4950\n"
+    );
+    assert_eq!(
+        pg.query("SELECT record FROM topic_message WHERE device_id = 7"),
+        "{\"device\":{\"device_id\":7}}\n"
+    );
+    let why = reasons(&hub, "devices-dlq").await;
+    assert_eq!(why.len(), 1);
+    assert!(
+        why[0].contains("Missing required field: device.device_id"),
+        "{why:?}"
+    );
+    p.stop().await;
 }

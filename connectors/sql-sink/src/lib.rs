@@ -52,9 +52,109 @@ pub struct SqlSinkConfig {
     /// transaction as the rows, and records before it are passed over after a restart).
     #[serde(default)]
     pub delivery: Guarantee,
+    /// For records that are plain JSON rather than operations of Fluvio's model: the
+    /// mapping Fluvio's json-sql SmartModule takes under `with: mapping:` (`table`,
+    /// `operation`, `unique-columns`, `map-columns`), applied by the sink itself.
+    pub mapping: Option<Mapping>,
     /// How long connecting may take. Default 10s.
     #[serde(default = "default_connect_timeout", alias = "connect-timeout")]
     pub connect_timeout: HumanDuration,
+}
+
+/// json-sql's mapping: which table, and each column from where in the JSON record.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    pub table: String,
+    /// insert (the default) or upsert.
+    #[serde(default)]
+    pub operation: MappingOperation,
+    /// The conflict target of an upsert.
+    #[serde(default, alias = "unique-columns")]
+    pub unique_columns: Vec<String>,
+    /// Column name → where its value comes from.
+    #[serde(alias = "map-columns")]
+    pub columns: std::collections::BTreeMap<String, MappedColumn>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingOperation {
+    #[default]
+    Insert,
+    Upsert,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappedColumn {
+    /// A dotted path into the record (`device.id`, `$.device.id`, `metrics.0`); `$` is the
+    /// whole record.
+    #[serde(alias = "json-key")]
+    pub json_key: String,
+    pub value: MappedValue,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappedValue {
+    /// json-sql's type names: int, bigint, smallint, bool, bytea, text, float,
+    /// doubleprecision, numeric, date, time, timestamp, json, jsonb, uuid (and aliases).
+    #[serde(rename = "type")]
+    pub kind: ValueType,
+    /// The value when the key is missing (a string or a number).
+    pub default: Option<DefaultValue>,
+    /// A missing key without a default refuses the record. Default false (the value is
+    /// then empty).
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DefaultValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl DefaultValue {
+    pub fn text(&self) -> String {
+        match self {
+            DefaultValue::Text(s) => s.clone(),
+            DefaultValue::Int(n) => n.to_string(),
+            DefaultValue::Float(f) => f.to_string(),
+        }
+    }
+}
+
+/// json-sql's column types, as its mappings spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    #[serde(alias = "int8")]
+    Bigint,
+    #[serde(alias = "int4", alias = "integer")]
+    Int,
+    #[serde(alias = "int2")]
+    Smallint,
+    #[serde(alias = "boolean")]
+    Bool,
+    #[serde(alias = "bytes")]
+    Bytea,
+    Text,
+    #[serde(alias = "float4", alias = "real")]
+    Float,
+    #[serde(alias = "double precision", alias = "float8")]
+    Doubleprecision,
+    #[serde(alias = "decimal")]
+    Numeric,
+    Date,
+    Time,
+    Timestamp,
+    #[serde(alias = "jsonb")]
+    Json,
+    Uuid,
 }
 
 /// What a crash may do to the rows.
@@ -125,6 +225,17 @@ impl Validate for SqlSinkConfig {
                 "backoff_min",
                 "must not be more than backoff_max",
             ));
+        }
+        if let Some(m) = &self.mapping {
+            if m.columns.is_empty() {
+                return Err(FieldError::new("mapping.map-columns", "names no column"));
+            }
+            if m.operation == MappingOperation::Upsert && m.unique_columns.is_empty() {
+                return Err(FieldError::new(
+                    "mapping.unique-columns",
+                    "an upsert needs the columns that identify a row",
+                ));
+            }
         }
         if self.batch_size == Some(0) {
             return Err(FieldError::new("batch_size", "must be more than 0"));

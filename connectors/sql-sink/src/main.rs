@@ -39,6 +39,8 @@ struct Writer {
     /// Under `delivery: exactly-once`, the consumer id the marks are kept under, and the
     /// next offset of each topic partition as the database holds it.
     exactly_once: Option<(String, Known)>,
+    /// json-sql's mapping, for plain JSON records.
+    mapping: Option<sql_sink::Mapping>,
 }
 
 impl Writer {
@@ -107,7 +109,11 @@ impl DeliverBatch for Writer {
             if r.offset < from {
                 continue;
             }
-            match model::row(&r.record.value) {
+            let row = match &self.mapping {
+                Some(m) => model::mapped_row(m, &r.record.value),
+                None => model::row(&r.record.value),
+            };
+            match row {
                 Ok(row) => rows.push((i, row)),
                 Err(why) => refused.push((i, DeliveryError::permanent(why))),
             }
@@ -142,7 +148,11 @@ fn make(config: &ConnectorConfig<SqlSinkConfig>, ctx: &SinkContext) -> Result<Wr
             )),
             sql_sink::Database::Sqlite(path) => Database::Sqlite(sqlite::Sqlite::open(&path, ctx)?),
         };
-    Ok(Writer { db, exactly_once })
+    Ok(Writer {
+        db,
+        exactly_once,
+        mapping: c.mapping.clone(),
+    })
 }
 
 fn main() -> ExitCode {
