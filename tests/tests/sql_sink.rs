@@ -431,9 +431,10 @@ async fn sqlite_exactly_once_through_ten_kill_9s() {
     exactly_once_through_kills(&format!("sqlite:{}", db.display()), count).await;
 }
 
-/// Plain JSON records with json-sql's mapping in the `sql:` section (Fluvio's example
-/// mapping: the device id as an int, the whole record as json): the rows json-sql and
-/// Fluvio's sink would write; a record without the required key follows on_error.
+/// Plain JSON records and Fluvio's json-sql step in `transforms:` (its integration test's
+/// mapping: the device id as an int, the whole record as json), done by the sink itself:
+/// the rows json-sql and Fluvio's sink would write; a record without the required key
+/// follows on_error with json-sql's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_json_with_json_sqls_mapping() {
     let pg = Postgres::start();
@@ -456,19 +457,23 @@ meta:
   topic: devices
 sql:
   url: {}
-  mapping:
-    table: topic_message
-    map-columns:
-      device_id:
-        json-key: device.device_id
-        value:
-          type: int
-          required: true
-      record:
-        json-key: $
-        value:
-          type: jsonb
-          required: true
+transforms:
+  - uses: infinyon/json-sql@0.2.1
+    invoke: insert
+    with:
+      mapping:
+        table: topic_message
+        map-columns:
+          device_id:
+            json-key: device.device_id
+            value:
+              type: int
+              required: true
+          record:
+            json-key: $
+            value:
+              type: jsonb
+              required: true
 ",
             pg.url()
         ),

@@ -313,6 +313,10 @@ pub struct Transform {
     /// Parameters passed to the module's `init`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub with: BTreeMap<String, serde_json::Value>,
+    /// Fluvio's `invoke:` (json-sql's examples write `invoke: insert`); taken, and the
+    /// module decides what it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookback: Option<Lookback>,
 }

@@ -117,6 +117,13 @@ pub trait Validate {
     /// `backoff-min` of sql-sink) sets them here; `retry_given` says whether the section
     /// also has `retry:`, which then wins.
     fn adjust_delivery(&self, _delivery: &mut DeliveryOptions, _retry_given: bool) {}
+
+    /// A connector that does what a well-known SmartModule does natively (sql-sink and
+    /// Fluvio's json-sql) takes that step out of `transforms` here, with its parameters;
+    /// what is left runs as SmartModules.
+    fn take_transforms(&mut self, _transforms: &mut Vec<Transform>) -> Result<(), FieldError> {
+        Ok(())
+    }
 }
 
 /// What a connector runs on: every field resolved and validated.
@@ -469,7 +476,7 @@ fn resolve_inner<C: ConnectorKind>(
         }
         Direction::Source => None,
     };
-    let config: C::Config = from_value(section, &norm.section_path).map_err(|mut e| {
+    let mut config: C::Config = from_value(section, &norm.section_path).map_err(|mut e| {
         // The sink's own fields do not list the shared ones; the user may write either.
         if delivery.is_some() && e.message.starts_with("unknown field, expected ") {
             e.message = format!("{}, {}", e.message, delivery::LISTED);
@@ -483,7 +490,7 @@ fn resolve_inner<C: ConnectorKind>(
     if let Some(d) = delivery.as_mut() {
         config.adjust_delivery(d, retry_given);
     }
-    let transforms: Vec<Transform> = match norm.transforms {
+    let mut transforms: Vec<Transform> = match norm.transforms {
         Value::Null => Vec::new(),
         Value::Sequence(_) => from_value(norm.transforms, "transforms")?,
         _ => {
@@ -501,6 +508,7 @@ fn resolve_inner<C: ConnectorKind>(
             ));
         }
     }
+    config.take_transforms(&mut transforms)?;
     used.sort();
     used.dedup();
     Ok(ConnectorConfig {

@@ -5,7 +5,8 @@
 //! The binary (feature `run`) does it.
 
 use runnel_config::{
-    ConnectorKind, DeliveryOptions, Direction, FieldError, Grade, HumanDuration, Validate,
+    ConnectorKind, DeliveryOptions, Direction, FieldError, Grade, HumanDuration, Transform,
+    Validate,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -241,6 +242,47 @@ impl Validate for SqlSinkConfig {
             return Err(FieldError::new("batch_size", "must be more than 0"));
         }
         Ok(())
+    }
+
+    /// Fluvio's `uses: infinyon/json-sql[@VERSION]` step (the last of the chain: it makes
+    /// the operations this sink writes) is done by the sink itself with the step's
+    /// `with: mapping:`, exactly as `sql: mapping:`.
+    fn take_transforms(&mut self, transforms: &mut Vec<Transform>) -> Result<(), FieldError> {
+        let is_json_sql = |t: &Transform| {
+            let name = t.uses.split('@').next().unwrap_or_default();
+            name == "infinyon/json-sql" || name == "json-sql"
+        };
+        let Some(i) = transforms.iter().position(is_json_sql) else {
+            return Ok(());
+        };
+        let field = format!("transforms[{i}]");
+        if i + 1 != transforms.len() {
+            return Err(FieldError::new(
+                field,
+                "json-sql makes the operations sql-sink writes: it must be the last step",
+            ));
+        }
+        if self.mapping.is_some() {
+            return Err(FieldError::new(
+                field,
+                "json-sql's mapping and sql.mapping are the same thing: give one",
+            ));
+        }
+        let step = transforms.remove(i);
+        let Some(mapping) = step.with.get("mapping") else {
+            return Err(FieldError::new(
+                format!("{field}.with.mapping"),
+                "no json-sql mapping supplied (with: mapping: table:, map-columns:)",
+            ));
+        };
+        let mapping: Mapping = serde_json::from_value(mapping.clone()).map_err(|e| {
+            FieldError::new(
+                format!("{field}.with.mapping"),
+                format!("could not parse json-sql mapping: {e}"),
+            )
+        })?;
+        self.mapping = Some(mapping);
+        self.validate()
     }
 
     fn adjust_delivery(&self, d: &mut DeliveryOptions, retry_given: bool) {
