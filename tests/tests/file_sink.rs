@@ -21,15 +21,20 @@ fn sink(hub: &TempHub, dir: &Path, extra: &[&str]) -> Proc {
     Proc::spawn(cmd, hub.path(&format!("log-{}", fastrand::u32(..))))
 }
 
-/// The folder's files by name: (name, lines).
+/// The folder's files by name: (name, lines). While the sink runs, a `.part` file listed
+/// may be renamed before it is read: it is left out of this look (the caller looks again).
 fn files(dir: &Path) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| {
+        .filter_map(|e| {
             let e = e.unwrap();
-            let text = std::fs::read_to_string(e.path()).unwrap();
+            let text = match std::fs::read_to_string(e.path()) {
+                Ok(t) => t,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(err) => panic!("{}: {err}", e.path().display()),
+            };
             let name = e.file_name().to_string_lossy().into_owned();
-            (name, text.lines().map(str::to_string).collect())
+            Some((name, text.lines().map(str::to_string).collect()))
         })
         .collect();
     out.sort();
