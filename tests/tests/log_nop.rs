@@ -130,33 +130,52 @@ async fn log_sink_dead_letters_a_value_that_does_not_fit_the_format() {
     p.stop().await;
 }
 
+/// Fills `topic` with `n` records, runs `start()` until consumer `id` committed `some`,
+/// kills it with `kill -9`, and runs `start()` again until all `n` are committed. Returns
+/// both runs and the committed offset at the kill.
+async fn kill_9_and_restart(
+    hub: &TempHub,
+    (topic, id): (&str, &str),
+    (n, some): (usize, i64),
+    start: impl Fn(&str) -> Proc,
+) -> (Proc, Proc, i64) {
+    hub.produce(
+        topic,
+        (0..n).map(|i| Record::new(format!("m{i}"))).collect(),
+    )
+    .await;
+    let mut first = start("first.log");
+    wait_until(
+        Duration::from_secs(60),
+        "some records committed",
+        || async { hub.committed(topic, id).await >= some },
+    )
+    .await;
+    first.kill9();
+    let at_kill = hub.committed(topic, id).await;
+    assert!(
+        at_kill < n as i64,
+        "the kill came too late to test anything"
+    );
+    let second = start("second.log");
+    wait_until(
+        Duration::from_secs(120),
+        "every record committed",
+        || async { hub.committed(topic, id).await == n as i64 },
+    )
+    .await;
+    (first, second, at_kill)
+}
+
 /// `kill -9` of a log-sink mid-stream, then a restart: the two logs hold every record;
 /// repeats are at most the batch in flight and the one before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_sink_kill_9_then_restart_loses_nothing() {
     const N: usize = 100_000;
     let hub = TempHub::new();
-    hub.produce("k", (0..N).map(|i| Record::new(format!("m{i}"))).collect())
-        .await;
-    let mut first = Proc::spawn(log_sink(&hub, "k", &[]), hub.path("first.log"));
-    wait_until(
-        Duration::from_secs(60),
-        "some records committed",
-        || async { hub.committed("k", "k-log").await >= 5_000 },
-    )
-    .await;
-    first.kill9();
-    let at_kill = hub.committed("k", "k-log").await;
-    assert!(
-        at_kill < N as i64,
-        "the kill came too late to test anything"
-    );
-    let second = Proc::spawn(log_sink(&hub, "k", &[]), hub.path("second.log"));
-    wait_until(
-        Duration::from_secs(120),
-        "every record committed",
-        || async { hub.committed("k", "k-log").await == N as i64 },
-    )
+    let (first, second, at_kill) = kill_9_and_restart(&hub, ("k", "k-log"), (N, 5_000), |log| {
+        Proc::spawn(log_sink(&hub, "k", &[]), hub.path(log))
+    })
     .await;
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for l in logged(&first.output())
@@ -186,33 +205,12 @@ async fn log_sink_kill_9_then_restart_loses_nothing() {
 async fn nop_sink_counts_commits_and_resumes_after_kill_9() {
     const N: usize = 100_000;
     let hub = TempHub::new();
-    hub.produce("n", (0..N).map(|i| Record::new(format!("m{i}"))).collect())
-        .await;
-    let mut first = Proc::spawn(
-        nop_sink(&hub, "n", &["--report-every", "10ms"]),
-        hub.path("first.log"),
-    );
-    wait_until(
-        Duration::from_secs(60),
-        "some records committed",
-        || async { hub.committed("n", "n-nop").await >= 3_000 },
-    )
-    .await;
-    first.kill9();
-    let at_kill = hub.committed("n", "n-nop").await;
-    assert!(
-        at_kill < N as i64,
-        "the kill came too late to test anything"
-    );
-    let mut second = Proc::spawn(
-        nop_sink(&hub, "n", &["--report-every", "10ms"]),
-        hub.path("second.log"),
-    );
-    wait_until(
-        Duration::from_secs(120),
-        "every record committed",
-        || async { hub.committed("n", "n-nop").await == N as i64 },
-    )
+    let (_, mut second, at_kill) = kill_9_and_restart(&hub, ("n", "n-nop"), (N, 3_000), |log| {
+        Proc::spawn(
+            nop_sink(&hub, "n", &["--report-every", "10ms"]),
+            hub.path(log),
+        )
+    })
     .await;
     let port = second.health_port().await;
     let read = metric(port, "runnel_connector_records_in_total")
