@@ -143,6 +143,7 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<log_sink::LogSink>(),
     Entry::of::<nop_sink::NopSink>(),
     Entry::of::<sql_sink::SqlSink>(),
+    Entry::of::<sql_source::SqlSource>(),
 ];
 
 /// The entry whose canonical type is `kind`.

@@ -171,39 +171,12 @@ fn default_connect_timeout() -> HumanDuration {
     HumanDuration::from_millis(10_000)
 }
 
-/// Which database a URL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Database {
-    Postgres(String),
-    /// The file (or `:memory:`).
-    Sqlite(String),
-}
+pub use sql_common::Database;
 
 impl SqlSinkConfig {
     /// The database `url` names, checked.
     pub fn database(&self) -> Result<Database, FieldError> {
-        let url = self.url.trim();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Database::Postgres(url.to_string()));
-        }
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            let path = path.split('?').next().unwrap_or_default();
-            if path.is_empty() {
-                return Err(FieldError::new(
-                    "url",
-                    "sqlite: needs a file (sqlite:/var/lib/app.db) or :memory:",
-                ));
-            }
-            return Ok(Database::Sqlite(path.to_string()));
-        }
-        let scheme = url.split(':').next().unwrap_or_default();
-        Err(FieldError::new(
-            "url",
-            format!(
-                "{scheme:?} is not a database this sink writes to: give postgres://, postgresql:// or sqlite:"
-            ),
-        ))
+        Database::from_url(&self.url, "writes to")
     }
 }
 

@@ -128,27 +128,7 @@ pub const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS runnel_offsets (consum
      topic TEXT NOT NULL, partition BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
      PRIMARY KEY (consumer, topic, partition))";
 
-/// A name that goes into SQL as it is (Fluvio's sink does not quote names): letters,
-/// digits, `_` and `$`, not starting with a digit, optionally `schema.name`.
-fn name(what: &str, n: &str) -> Result<(), String> {
-    let ok = !n.is_empty()
-        && n.split('.').count() <= 2
-        && n.split('.').all(|part| {
-            part.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {n:?} is not a plain SQL name (letters, digits, _ and $, optionally schema.name)"
-        ))
-    }
-}
+use sql_common::plain_name as name;
 
 type Format = Vec<time::format_description::BorrowedFormatItem<'static>>;
 

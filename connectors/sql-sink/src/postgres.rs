@@ -5,8 +5,9 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use runnel_runtime::pipeline::{DeliveryError, SinkContext};
+use sql_common::pg::{describe, refused, transient};
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Statement, error::SqlState, types::Type as PgType};
+use tokio_postgres::{Client, NoTls, Statement, types::Type as PgType};
 
 use crate::{
     Outcome,
@@ -98,60 +99,13 @@ impl Param {
     }
 }
 
-/// Whether a failure is the connection's or the server's state (write the batch again)
-/// rather than the statement's (the record is refused).
-fn transient(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        None => true,
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08")
-                || c.starts_with("40")
-                || c.starts_with("53")
-                || c.starts_with("57")
-                || c.starts_with("58")
-                || *code == SqlState::LOCK_NOT_AVAILABLE
-        }
-    }
-}
-
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(d) => format!("{} ({d})", db.message()),
-            None => db.message().to_string(),
-        },
-        None => runnel_runtime::chain(e),
-    }
-}
-
 impl Postgres {
     pub fn new(
         url: &str,
         connect_timeout: Duration,
         ctx: SinkContext,
     ) -> Result<Self, runnel_runtime::BoxError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| format!("url: not a PostgreSQL URL: {e}"))?;
-        config.connect_timeout(connect_timeout);
-        if config.get_application_name().is_none() {
-            config.application_name("runnel-sql-sink");
-        }
-        let host = config
-            .get_hosts()
-            .first()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(h) => h.clone(),
-                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-            })
-            .unwrap_or_else(|| "localhost".into());
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let shown = format!(
-            "{}@{host}:{port}/{}",
-            config.get_user().unwrap_or(""),
-            config.get_dbname().unwrap_or("")
-        );
+        let (config, shown) = sql_common::pg::config(url, connect_timeout, "runnel-sql-sink")?;
         Ok(Postgres {
             config,
             shown,
@@ -164,10 +118,7 @@ impl Postgres {
         let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
             let why = format!("connecting to {}: {}", self.shown, describe(&e));
             // A refused login or a database that does not exist will not change by waiting.
-            let refused = e.code().is_some_and(|c| {
-                c.code().starts_with("28") || *c == SqlState::INVALID_CATALOG_NAME
-            });
-            if refused {
+            if refused(&e) {
                 self.ctx.fail(why.clone());
                 DeliveryError::permanent(why)
             } else {
