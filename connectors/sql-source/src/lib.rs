@@ -18,7 +18,7 @@ pub struct SqlSource;
 
 impl ConnectorKind for SqlSource {
     const TYPE: &'static str = "sql-source";
-    const ALIASES: &'static [&'static str] = &["jdbc-source"];
+    const ALIASES: &'static [&'static str] = &[];
     const SECTION: &'static str = "sql";
     const SUMMARY: &'static str = "Polls a PostgreSQL or SQLite table or query for new rows (by an incrementing column, a timestamp column, both, or all each poll) and hands each on as a JSON object.";
     const GRADE: Grade = Grade::Alpha;
