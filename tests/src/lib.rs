@@ -204,6 +204,19 @@ impl TempHub {
         p.send(records).await.unwrap();
     }
 
+    /// The `runnel-error` header (the reason) of each record in dead-letter topic `topic`,
+    /// in order.
+    pub async fn reasons(&self, topic: &str) -> Vec<String> {
+        self.read_all(topic)
+            .await
+            .iter()
+            .map(|r| {
+                let h = r.record.headers.iter().find(|(k, _)| k == "runnel-error");
+                String::from_utf8_lossy(&h.expect("a runnel-error header").1).into_owned()
+            })
+            .collect()
+    }
+
     pub async fn count(&self, topic: &str) -> u64 {
         match self.hub().await.topic(topic).await.unwrap() {
             Some(t) => t.records,

@@ -89,21 +89,9 @@ fn sink(hub: &TempHub, url: &str) -> Proc {
     Proc::spawn(cmd, hub.path("sink.log"))
 }
 
-/// The reasons of the records in dead-letter topic `topic`, in order.
-async fn reasons(hub: &TempHub, topic: &str) -> Vec<String> {
-    hub.read_all(topic)
-        .await
-        .iter()
-        .map(|r| {
-            let h = r.record.headers.iter().find(|(k, _)| k == "runnel-error");
-            String::from_utf8_lossy(&h.unwrap().1).into_owned()
-        })
-        .collect()
-}
-
 /// The three refused records are in the dead-letter topic with their reasons.
 async fn check_dead_letters(hub: &TempHub, missing_column: &str) {
-    let reasons = reasons(hub, "ops-dlq").await;
+    let reasons = hub.reasons("ops-dlq").await;
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons[0].contains("column age (Int): \"old\" is not a 32-bit integer"),
@@ -496,7 +484,7 @@ transforms:
         pg.query("SELECT record FROM topic_message WHERE device_id = 7"),
         "{\"device\":{\"device_id\":7}}\n"
     );
-    let why = reasons(&hub, "devices-dlq").await;
+    let why = hub.reasons("devices-dlq").await;
     assert_eq!(why.len(), 1);
     assert!(
         why[0].contains("Missing required field: device.device_id"),

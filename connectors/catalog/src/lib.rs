@@ -144,6 +144,7 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<nop_sink::NopSink>(),
     Entry::of::<sql_sink::SqlSink>(),
     Entry::of::<sql_source::SqlSource>(),
+    Entry::of::<influxdb_sink::InfluxdbSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

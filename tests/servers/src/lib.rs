@@ -7,6 +7,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod influxdb;
 pub mod postgres;
 pub mod proxy;
 pub mod rabbitmq;
