@@ -103,6 +103,7 @@ fn good_fixtures_and_examples_pass_check() {
             .env("WS_API_KEY", "k3y-for-check")
             .env("KAFKA_BROKERS", "secret-broker.example:9093")
             .env("DB_PASSWORD", "pa55-for-check")
+            .env("INFLUX_PASSWORD", "pa55-for-check")
             .arg("--config")
             .arg(e)
             .arg("--check")

@@ -403,7 +403,8 @@ fn make(
     Ok(Writer {
         client,
         write_url,
-        login: c.username.clone().map(|u| {
+        // eKuiper's examples give an empty username for none.
+        login: c.username.clone().filter(|u| !u.is_empty()).map(|u| {
             (
                 u,
                 c.password
