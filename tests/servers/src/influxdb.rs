@@ -66,7 +66,6 @@ impl Influx {
                 ("[meta]", "dir") => format!("  dir = \"{d}/meta\""),
                 ("[data]", "dir") => format!("  dir = \"{d}/data\""),
                 ("[data]", "wal-dir") => format!("  wal-dir = \"{d}/wal\""),
-                ("[data]", "wal-fsync-delay") => "  wal-fsync-delay = \"100ms\"".into(),
                 ("[monitor]", "store-enabled") => "  store-enabled = false".into(),
                 ("[http]", "bind-address") => format!("  bind-address = \"127.0.0.1:{port}\""),
                 ("[http]", "auth-enabled") => format!("  auth-enabled = {auth}"),
