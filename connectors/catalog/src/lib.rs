@@ -145,6 +145,7 @@ pub static CATALOG: &[Entry] = &[
     Entry::of::<sql_sink::SqlSink>(),
     Entry::of::<sql_source::SqlSource>(),
     Entry::of::<influxdb_sink::InfluxdbSink>(),
+    Entry::of::<prometheus_sink::PrometheusSink>(),
 ];
 
 /// The entry whose canonical type is `kind`.

@@ -11,6 +11,7 @@ mod error;
 pub mod format;
 mod messages;
 mod split;
+pub mod template;
 
 pub use error::CodecError;
 pub use format::{CloudEventsMode, Decoded, Decoder, Encoder, FormatKind, FormatOptions, Way};

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use runnel_codec::template::Template;
 use runnel_config::{
     ConnectorKind, Direction, FieldError, Grade, HumanDuration, Validate, secrets::Secret,
 };
@@ -122,59 +123,9 @@ fn default_timeout() -> HumanDuration {
     HumanDuration::from_millis(10_000)
 }
 
-/// A piece of a template: text, or a field path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    Text(String),
-    Field(Vec<String>),
-}
-
-/// Parses eKuiper's `{{.field}}` / `{{.a.b}}` templates; other Go template actions are
-/// refused.
-pub fn template(field: &str, s: &str) -> Result<Vec<Piece>, FieldError> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        if start > 0 {
-            out.push(Piece::Text(rest[..start].to_string()));
-        }
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err(FieldError::new(
-                field,
-                format!("{s:?}: a {{{{ without }}}}"),
-            ));
-        };
-        let inner = after[..end].trim();
-        let path = inner.strip_prefix('.').filter(|p| {
-            !p.is_empty()
-                && p.split('.').all(|part| {
-                    !part.is_empty()
-                        && part
-                            .chars()
-                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-                })
-        });
-        match path {
-            Some(p) => out.push(Piece::Field(p.split('.').map(str::to_string).collect())),
-            None => {
-                return Err(FieldError::new(
-                    field,
-                    format!("{s:?}: only {{{{.field}}}} (or {{{{.a.b}}}}) is taken in a template"),
-                ));
-            }
-        }
-        rest = &after[end + 2..];
-    }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest.to_string()));
-    }
-    Ok(out)
-}
-
 impl InfluxdbSinkConfig {
     /// The tags, parsed: name and template.
-    pub fn tag_templates(&self) -> Result<Vec<(String, Vec<Piece>)>, FieldError> {
+    pub fn tag_templates(&self) -> Result<Vec<(String, Template)>, FieldError> {
         let map = match &self.tags {
             None => BTreeMap::new(),
             Some(Tags::Map(m)) => m.clone(),
@@ -191,7 +142,7 @@ impl InfluxdbSinkConfig {
             if k.is_empty() {
                 return Err(FieldError::new("tags", "a tag needs a name"));
             }
-            out.push((k.clone(), template(&format!("tags.{k}"), &v)?));
+            out.push((k.clone(), Template::parse(&format!("tags.{k}"), &v)?));
         }
         Ok(out)
     }
@@ -227,7 +178,7 @@ impl Validate for InfluxdbSinkConfig {
         if self.measurement.trim().is_empty() {
             return Err(FieldError::new("measurement", "must not be empty"));
         }
-        template("measurement", &self.measurement)?;
+        Template::parse("measurement", &self.measurement)?;
         self.tag_templates()?;
         if self.password.is_some() && self.username.is_none() {
             return Err(FieldError::new("password", "needs a username"));
@@ -236,28 +187,5 @@ impl Validate for InfluxdbSinkConfig {
             return Err(FieldError::new("timeout", "must be more than 0"));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates() {
-        assert_eq!(
-            template("t", "dev-{{.device.id}}").unwrap(),
-            vec![
-                Piece::Text("dev-".into()),
-                Piece::Field(vec!["device".into(), "id".into()])
-            ]
-        );
-        assert_eq!(
-            template("t", "plain").unwrap(),
-            vec![Piece::Text("plain".into())]
-        );
-        let e = template("t", "{{if .x}}y{{end}}").unwrap_err();
-        assert!(e.to_string().contains("only {{.field}}"), "{e}");
-        assert!(template("t", "{{.x").is_err());
     }
 }

@@ -10,8 +10,9 @@
 
 use std::{collections::HashSet, fmt::Write as _, process::ExitCode, time::Duration};
 
-use influxdb_sink::{InfluxdbSink, InfluxdbSinkConfig, Piece, Precision};
+use influxdb_sink::{InfluxdbSink, InfluxdbSinkConfig, Precision};
 use reqwest::StatusCode;
+use runnel_codec::template::{self, Template};
 use runnel_runtime::{
     BoxError, ConsumedRecord, app,
     config::ConnectorConfig,
@@ -29,9 +30,9 @@ struct Writer {
     login: Option<(String, String)>,
     /// The address shown in logs and errors.
     shown: String,
-    measurement: Vec<Piece>,
+    measurement: Template,
     /// Escaped tag name and its template, sorted by name (as InfluxDB keeps them).
-    tags: Vec<(String, Vec<Piece>)>,
+    tags: Vec<(String, Template)>,
     /// Listed fields: escaped name and path.
     fields: Option<Vec<(String, Vec<String>)>>,
     /// Top-level names left out of the default fields (tag templates, the timestamp).
@@ -51,34 +52,6 @@ fn escape(out: &mut String, s: &str, equals: bool) {
         }
         out.push(c);
     }
-}
-
-fn at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| match v {
-        Value::Object(m) => m.get(k),
-        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })
-}
-
-/// A value as text in a template; `None` when missing or null.
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn render(pieces: &[Piece], record: &Value) -> Option<String> {
-    let mut out = String::new();
-    for p in pieces {
-        match p {
-            Piece::Text(t) => out.push_str(t),
-            Piece::Field(path) => out.push_str(&text(at(record, path))?),
-        }
-    }
-    Some(out)
 }
 
 fn no_newline(what: &str, s: &str) -> Result<(), String> {
@@ -174,14 +147,16 @@ impl Writer {
             return Err("the record is not a JSON object".into());
         }
         let start = out.len();
-        let measurement = render(&self.measurement, &record)
+        let measurement = self
+            .measurement
+            .render(&record)
             .filter(|m| !m.is_empty())
             .ok_or("the measurement's template names a field the record does not have")?;
         no_newline("measurement", &measurement)?;
         escape(out, &measurement, false);
         for (key, template) in &self.tags {
             // A tag whose field is missing, or that is empty, is left out.
-            if let Some(v) = render(template, &record).filter(|v| !v.is_empty()) {
+            if let Some(v) = template.render(&record).filter(|v| !v.is_empty()) {
                 no_newline("tag value", &v)?;
                 out.push(',');
                 out.push_str(key);
@@ -193,7 +168,7 @@ impl Writer {
         match &self.fields {
             Some(list) => {
                 for (name, path) in list {
-                    if let Some(v) = at(&record, path) {
+                    if let Some(v) = template::at(&record, path) {
                         self.flattened(out, &mut first, name, v)?;
                     }
                 }
@@ -205,7 +180,7 @@ impl Writer {
             return Err("no field to write (a point needs at least one)".into());
         }
         let ts = match &self.ts_field {
-            Some(path) => match at(&record, path) {
+            Some(path) => match template::at(&record, path) {
                 Some(Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
                 Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().unwrap_or_default(),
                 _ => {
@@ -367,21 +342,12 @@ fn make(
     let mut tags = Vec::new();
     let mut not_fields = HashSet::new();
     for (name, template) in c.tag_templates()? {
-        for p in &template {
-            if let Piece::Field(path) = p
-                && let Some(top) = path.first()
-            {
-                not_fields.insert(top.clone());
-            }
-        }
+        not_fields.extend(template.fields().map(str::to_string));
         let mut key = String::new();
         escape(&mut key, &name, true);
         tags.push((key, template));
     }
-    let ts_field: Option<Vec<String>> = c
-        .ts_field
-        .as_ref()
-        .map(|f| f.split('.').map(str::to_string).collect());
+    let ts_field: Option<Vec<String>> = c.ts_field.as_ref().map(|f| template::path(f));
     if let Some(top) = ts_field.as_ref().and_then(|p| p.first()) {
         not_fields.insert(top.clone());
     }
@@ -389,7 +355,7 @@ fn make(
         names
             .into_iter()
             .map(|n| {
-                let path = n.split('.').map(str::to_string).collect();
+                let path = template::path(&n);
                 (n, path)
             })
             .collect()
@@ -398,7 +364,7 @@ fn make(
         .timeout(c.timeout.0)
         .user_agent(http_common::default_user_agent("influxdb-sink"))
         .build()?;
-    let measurement = influxdb_sink::template("measurement", &c.measurement)?;
+    let measurement = Template::parse("measurement", &c.measurement)?;
     tracing::info!(server = %shown, database = %c.database, "Writing points to InfluxDB.");
     Ok(Writer {
         client,

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod influxdb;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod rabbitmq;
 pub mod redis;
