@@ -13,6 +13,52 @@ use runnel_config::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Remote-write 1.0's messages (Prometheus's prompb `types.proto` and `remote.proto`), the
+/// fields it uses, and the body of a request.
+#[cfg(feature = "run")]
+pub mod proto {
+    use prost::Message;
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+    }
+
+    #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    impl WriteRequest {
+        /// The request's body: the protobuf, snappy-compressed (block format).
+        pub fn body(&self) -> Vec<u8> {
+            snap::raw::Encoder::new()
+                .compress_vec(&self.encode_to_vec())
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// The prometheus-sink connector type.
 #[derive(Debug)]
 pub struct PrometheusSink;

@@ -12,8 +12,8 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
+use prometheus_sink::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prometheus_sink::{PrometheusSink, PrometheusSinkConfig, metric_name_ok};
-use prost::Message;
 use reqwest::{StatusCode, header};
 use runnel_codec::template::{self, Template};
 use runnel_runtime::{
@@ -25,38 +25,6 @@ use serde_json::Value;
 
 /// How often readiness is checked while no records flow.
 const PING_EVERY: Duration = Duration::from_secs(5);
-
-// Remote-write 1.0's messages (prometheus/prompb types.proto and remote.proto), the
-// fields it uses.
-#[derive(Clone, PartialEq, Message)]
-struct WriteRequest {
-    #[prost(message, repeated, tag = "1")]
-    timeseries: Vec<TimeSeries>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TimeSeries {
-    #[prost(message, repeated, tag = "1")]
-    labels: Vec<Label>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<Sample>,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Message)]
-struct Label {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Sample {
-    #[prost(double, tag = "1")]
-    value: f64,
-    #[prost(int64, tag = "2")]
-    timestamp: i64,
-}
 
 /// Where a record's samples come from.
 #[derive(Clone)]
@@ -201,26 +169,27 @@ impl Writer {
     }
 
     /// The request body of these samples: series grouped by labels, samples in time order.
-    fn body(samples: impl IntoIterator<Item = (Vec<Label>, Sample)>) -> Vec<u8> {
+    fn body<'a>(samples: impl IntoIterator<Item = &'a (Vec<Label>, Sample)>) -> Vec<u8> {
         let mut series: Vec<TimeSeries> = Vec::new();
-        let mut index: HashMap<Vec<Label>, usize> = HashMap::new();
+        let mut index: HashMap<&'a [Label], usize> = HashMap::new();
         for (labels, sample) in samples {
-            let i = *index.entry(labels.clone()).or_insert_with(|| {
-                series.push(TimeSeries {
-                    labels,
-                    samples: Vec::new(),
-                });
-                series.len() - 1
-            });
-            series[i].samples.push(sample);
+            let i = match index.get(labels.as_slice()) {
+                Some(&i) => i,
+                None => {
+                    series.push(TimeSeries {
+                        labels: labels.clone(),
+                        samples: Vec::new(),
+                    });
+                    index.insert(labels, series.len() - 1);
+                    series.len() - 1
+                }
+            };
+            series[i].samples.push(sample.clone());
         }
         for s in &mut series {
             s.samples.sort_by_key(|s| s.timestamp);
         }
-        let proto = WriteRequest { timeseries: series }.encode_to_vec();
-        snap::raw::Encoder::new()
-            .compress_vec(&proto)
-            .unwrap_or_default()
+        WriteRequest { timeseries: series }.body()
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, reqwest::Error> {
@@ -298,7 +267,7 @@ impl Writer {
     /// the receiver while no records flow.
     async fn keep(self) {
         loop {
-            match self.post(Writer::body(Vec::new())).await {
+            match self.post(Writer::body(&[])).await {
                 Ok(resp) if resp.status().is_success() => self.ctx.set_ready(true),
                 Ok(resp)
                     if matches!(
@@ -336,13 +305,13 @@ impl DeliverBatch for Writer {
         if each.is_empty() {
             return Ok(refused);
         }
-        let all = Writer::body(each.iter().flat_map(|(_, s)| s.iter().cloned()));
+        let all = Writer::body(each.iter().flat_map(|(_, s)| s.iter()));
         if self.write(all).await?.is_none() {
             return Ok(refused);
         }
         // Part of the request was refused: each record alone finds which.
         for (i, samples) in each {
-            if let Some(why) = self.write(Writer::body(samples)).await? {
+            if let Some(why) = self.write(Writer::body(&samples)).await? {
                 refused.push((i, DeliveryError::permanent(why)));
             }
         }
