@@ -215,7 +215,7 @@ async fn rides_out_a_server_restart() {
     p.stop().await;
     assert_eq!(count(&influx, "r", "n"), N as u64);
     assert!(
-        p.output().contains("Cannot write to InfluxDB"),
+        p.output().contains("Cannot write to the server"),
         "{}",
         p.output()
     );

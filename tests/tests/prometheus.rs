@@ -246,8 +246,7 @@ async fn rides_out_a_server_restart() {
     p.stop().await;
     assert_eq!(samples(&prom, "moved", t0 + 50 * N as i64), N as u64);
     assert!(
-        p.output()
-            .contains("Cannot write to the remote-write receiver"),
+        p.output().contains("Cannot write to the server"),
         "{}",
         p.output()
     );

@@ -7,6 +7,9 @@ use http::{
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 use runnel_config::{FieldError, parse_header_lines};
+#[cfg(feature = "sink")]
+pub mod sink;
+
 use url::Url;
 
 /// The User-Agent sent when the config gives none.

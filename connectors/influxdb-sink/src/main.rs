@@ -10,6 +10,7 @@
 
 use std::{collections::HashSet, fmt::Write as _, process::ExitCode, time::Duration};
 
+use http_common::sink::{self, Answer};
 use influxdb_sink::{InfluxdbSink, InfluxdbSinkConfig, Precision};
 use reqwest::StatusCode;
 use runnel_codec::template::{self, Template};
@@ -216,66 +217,33 @@ impl Writer {
         format!("InfluxDB answered {status}: {said}")
     }
 
-    /// Writes `body`: `Ok(None)` when stored, `Ok(Some(reason))` when InfluxDB refused
-    /// points in it (400 or 413), an error when the batch must be written again.
-    async fn write(&self, body: String) -> Result<Option<String>, DeliveryError> {
-        let mut wait = Duration::from_millis(100);
-        let mut logged = false;
-        loop {
-            let outage = match self.post(body.clone()).await {
-                Ok(resp) => match resp.status() {
-                    s if s.is_success() => {
-                        self.ctx.set_ready(true);
-                        return Ok(None);
-                    }
-                    StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
-                        return Ok(Some(Writer::reason(resp).await));
-                    }
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
-                        let why =
-                            format!("writing to {}: {}", self.shown, Writer::reason(resp).await);
-                        self.ctx.fail(why.clone());
-                        return Err(DeliveryError::permanent(why));
-                    }
-                    s if s.is_server_error() => Writer::reason(resp).await,
-                    _ => {
-                        return Err(DeliveryError::retryable(Writer::reason(resp).await));
-                    }
-                },
-                Err(e) => http_common::describe(e),
-            };
-            self.ctx.set_ready(false);
-            if !logged {
-                tracing::warn!(server = %self.shown, error = %outage, "Cannot write to InfluxDB; the batch waits for it and /readyz says so.");
-                logged = true;
+    /// What InfluxDB's answer to writing `body` means.
+    async fn answer(&self, body: String) -> Answer {
+        let resp = match self.post(body).await {
+            Ok(resp) => resp,
+            Err(e) => return Answer::Away(http_common::describe(e)),
+        };
+        match resp.status() {
+            s if s.is_success() => Answer::Stored,
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
+                Answer::Refused(Writer::reason(resp).await)
             }
-            self.ctx.wait_for_outside(&mut wait).await?;
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                Answer::Fatal(format!(
+                    "writing to {}: {}",
+                    self.shown,
+                    Writer::reason(resp).await
+                ))
+            }
+            s if s.is_server_error() => Answer::Away(Writer::reason(resp).await),
+            _ => Answer::Retry(Writer::reason(resp).await),
         }
     }
 
-    /// Checks the login and the database with an empty write, then keeps `/readyz` true
-    /// to the server while no records flow.
-    async fn keep(self) {
-        loop {
-            match self.post(String::new()).await {
-                Ok(resp) if resp.status().is_success() => self.ctx.set_ready(true),
-                Ok(resp)
-                    if matches!(
-                        resp.status(),
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-                    ) =>
-                {
-                    let why = format!("writing to {}: {}", self.shown, Writer::reason(resp).await);
-                    self.ctx.fail(why);
-                    return;
-                }
-                _ => self.ctx.set_ready(false),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PING_EVERY) => {}
-                _ = self.ctx.shutdown().wait() => return,
-            }
-        }
+    /// Writes `body`: `Ok(None)` when stored, `Ok(Some(reason))` when InfluxDB refused
+    /// points in it (400 or 413), an error when the batch must be written again.
+    async fn write(&self, body: String) -> Result<Option<String>, DeliveryError> {
+        sink::write(&self.ctx, &self.shown, || self.answer(body.clone())).await
     }
 }
 
@@ -394,7 +362,13 @@ fn make(
 fn main() -> ExitCode {
     app::batch_sink_main::<InfluxdbSink, _, _>(|config, ctx| {
         let w = make(config, ctx)?;
-        tokio::spawn(w.clone().keep());
+        // The login and the database checked with an empty write, and /readyz kept true
+        // to the server while no records flow.
+        let probe = std::sync::Arc::new(w.clone());
+        tokio::spawn(sink::keep_ready(ctx.clone(), PING_EVERY, move || {
+            let probe = probe.clone();
+            async move { probe.answer(String::new()).await }
+        }));
         Ok(w)
     })
 }

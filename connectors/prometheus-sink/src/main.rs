@@ -12,6 +12,7 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
+use http_common::sink::{self, Answer};
 use prometheus_sink::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prometheus_sink::{PrometheusSink, PrometheusSinkConfig, metric_name_ok};
 use reqwest::{StatusCode, header};
@@ -225,67 +226,35 @@ impl Writer {
         why
     }
 
-    /// Sends `body`: `Ok(None)` when stored, `Ok(Some(reason))` when the receiver refused
-    /// samples in it, an error when the batch must be written again.
-    async fn write(&self, body: Vec<u8>) -> Result<Option<String>, DeliveryError> {
-        let mut wait = Duration::from_millis(100);
-        let mut logged = false;
-        loop {
-            let outage = match self.post(body.clone()).await {
-                Ok(resp) => match resp.status() {
-                    s if s.is_success() => {
-                        self.ctx.set_ready(true);
-                        return Ok(None);
-                    }
-                    StatusCode::BAD_REQUEST => return Ok(Some(Writer::reason(resp).await)),
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
-                        let why = self.fatal(resp).await;
-                        self.ctx.fail(why.clone());
-                        return Err(DeliveryError::permanent(why));
-                    }
-                    s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                        let why = Writer::reason(resp).await;
-                        if s.is_server_error() && about_the_samples(&why) {
-                            return Ok(Some(why));
-                        }
-                        why
-                    }
-                    _ => return Err(DeliveryError::retryable(Writer::reason(resp).await)),
-                },
-                Err(e) => http_common::describe(e),
-            };
-            self.ctx.set_ready(false);
-            if !logged {
-                tracing::warn!(endpoint = %self.shown, error = %outage, "Cannot write to the remote-write receiver; the batch waits for it and /readyz says so.");
-                logged = true;
+    /// What the receiver's answer to `body` means.
+    async fn answer(&self, body: Vec<u8>) -> Answer {
+        let resp = match self.post(body).await {
+            Ok(resp) => resp,
+            Err(e) => return Answer::Away(http_common::describe(e)),
+        };
+        match resp.status() {
+            s if s.is_success() => Answer::Stored,
+            StatusCode::BAD_REQUEST => Answer::Refused(Writer::reason(resp).await),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                Answer::Fatal(self.fatal(resp).await)
             }
-            self.ctx.wait_for_outside(&mut wait).await?;
+            s if s.is_server_error() => {
+                let why = Writer::reason(resp).await;
+                if about_the_samples(&why) {
+                    Answer::Refused(why)
+                } else {
+                    Answer::Away(why)
+                }
+            }
+            StatusCode::TOO_MANY_REQUESTS => Answer::Away(Writer::reason(resp).await),
+            _ => Answer::Retry(Writer::reason(resp).await),
         }
     }
 
-    /// Checks the endpoint and the login with an empty write, then keeps `/readyz` true to
-    /// the receiver while no records flow.
-    async fn keep(self) {
-        loop {
-            match self.post(Writer::body(&[])).await {
-                Ok(resp) if resp.status().is_success() => self.ctx.set_ready(true),
-                Ok(resp)
-                    if matches!(
-                        resp.status(),
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-                    ) =>
-                {
-                    let why = self.fatal(resp).await;
-                    self.ctx.fail(why);
-                    return;
-                }
-                _ => self.ctx.set_ready(false),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PING_EVERY) => {}
-                _ = self.ctx.shutdown().wait() => return,
-            }
-        }
+    /// Sends `body`: `Ok(None)` when stored, `Ok(Some(reason))` when the receiver refused
+    /// samples in it, an error when the batch must be written again.
+    async fn write(&self, body: Vec<u8>) -> Result<Option<String>, DeliveryError> {
+        sink::write(&self.ctx, &self.shown, || self.answer(body.clone())).await
     }
 }
 
@@ -373,7 +342,13 @@ fn make(
 fn main() -> ExitCode {
     app::batch_sink_main::<PrometheusSink, _, _>(|config, ctx| {
         let w = make(config, ctx)?;
-        tokio::spawn(w.clone().keep());
+        // The endpoint and the login checked with an empty write, and /readyz kept true
+        // to the receiver while no records flow.
+        let probe = std::sync::Arc::new(w.clone());
+        tokio::spawn(sink::keep_ready(ctx.clone(), PING_EVERY, move || {
+            let probe = probe.clone();
+            async move { probe.answer(Writer::body(&[])).await }
+        }));
         Ok(w)
     })
 }
