@@ -18,8 +18,27 @@ pub fn default_user_agent(kind: &str) -> String {
 }
 
 pub fn endpoint(field: &str, s: &str) -> Result<Url, FieldError> {
-    let url =
-        Url::parse(s.trim()).map_err(|e| FieldError::new(field, format!("invalid URL: {e}")))?;
+    let s = s.trim();
+    let no_scheme = || {
+        FieldError::new(
+            field,
+            format!("{s:?} has no scheme: write it as http://{s} or https://{s}"),
+        )
+    };
+    let url = Url::parse(s).map_err(|e| match e {
+        // `1.2.3.4:port/path` or `host/path`: say what is missing.
+        url::ParseError::RelativeUrlWithoutBase => no_scheme(),
+        e => FieldError::new(field, format!("invalid URL: {e}")),
+    })?;
+    // `host:port` parses as scheme `host` with the port as its path.
+    let port_as_path = url
+        .path()
+        .split('/')
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
+    if !s.contains("://") && port_as_path {
+        return Err(no_scheme());
+    }
     match url.scheme() {
         "http" | "https" => Ok(url),
         ws @ ("ws" | "wss") => Err(FieldError::new(
@@ -107,6 +126,11 @@ mod tests {
     fn checks_fields() {
         assert!(endpoint("http.endpoint", "ftp://x").is_err());
         assert!(endpoint("http.endpoint", "http://127.0.0.1:8080/a").is_ok());
+        assert!(endpoint("http.endpoint", "https://localhost:8080").is_ok());
+        for no_scheme in ["localhost:8086", "127.0.0.1:8086/write", "example.com/in"] {
+            let e = endpoint("addr", no_scheme).unwrap_err().to_string();
+            assert!(e.contains("has no scheme: write it as http://"), "{e}");
+        }
         let e = header_map("http.headers", &["ok: 1".into(), "broken".into()]).unwrap_err();
         assert_eq!(e.path, "http.headers[1]");
         assert_eq!(unescape("\\r\\n"), "\r\n");
