@@ -83,3 +83,39 @@ where
         }
     }
 }
+
+/// After the server refused part of a batch sent whole: sends each record's part alone
+/// (`send` answering for it) and adds the parts it refuses to `refused`, by the record's
+/// index, in order. The parts it stores again overwrite themselves (points and samples
+/// are keyed by series and time).
+pub async fn refused_alone<B, F, Fut>(
+    ctx: &SinkContext,
+    server: &str,
+    parts: impl IntoIterator<Item = (usize, B)>,
+    send: F,
+    refused: &mut Vec<(usize, DeliveryError)>,
+) -> Result<(), DeliveryError>
+where
+    B: Clone,
+    F: Fn(B) -> Fut,
+    Fut: Future<Output = Answer>,
+{
+    for (i, part) in parts {
+        if let Some(why) = write(ctx, server, || send(part.clone())).await? {
+            refused.push((i, DeliveryError::permanent(why)));
+        }
+    }
+    refused.sort_by_key(|(i, _)| *i);
+    Ok(())
+}
+
+/// `scheme://host[:port]` and the path, never the login or the query (for logs).
+pub fn shown(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+        url.path().trim_end_matches('/')
+    )
+}

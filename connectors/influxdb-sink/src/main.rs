@@ -276,12 +276,18 @@ impl DeliverBatch for Writer {
             return Ok(refused);
         }
         // Part of the batch was refused: each point alone finds which.
+        let mut parts: Vec<(usize, &str)> = Vec::with_capacity(lines.len());
         for (i, range) in lines {
-            if let Some(why) = self.write(body[range].to_string()).await? {
-                refused.push((i, DeliveryError::permanent(why)));
-            }
+            parts.push((i, &body[range]));
         }
-        refused.sort_by_key(|(i, _)| *i);
+        sink::refused_alone(
+            &self.ctx,
+            &self.shown,
+            parts,
+            |line: &str| self.answer(line.to_string()),
+            &mut refused,
+        )
+        .await?;
         Ok(refused)
     }
 }
@@ -301,12 +307,7 @@ fn make(
             q.append_pair("rp", rp);
         }
     }
-    let shown = format!(
-        "{}://{}{}",
-        base.scheme(),
-        base.host_str().unwrap_or_default(),
-        base.port().map(|p| format!(":{p}")).unwrap_or_default()
-    );
+    let shown = sink::shown(&base);
     let mut tags = Vec::new();
     let mut not_fields = HashSet::new();
     for (name, template) in c.tag_templates()? {

@@ -279,12 +279,18 @@ impl DeliverBatch for Writer {
             return Ok(refused);
         }
         // Part of the request was refused: each record alone finds which.
-        for (i, samples) in each {
-            if let Some(why) = self.write(Writer::body(&samples)).await? {
-                refused.push((i, DeliveryError::permanent(why)));
-            }
+        let mut parts: Vec<(usize, &Samples)> = Vec::with_capacity(each.len());
+        for (i, samples) in &each {
+            parts.push((*i, samples));
         }
-        refused.sort_by_key(|(i, _)| *i);
+        sink::refused_alone(
+            &self.ctx,
+            &self.shown,
+            parts,
+            |samples: &Samples| self.answer(Writer::body(samples)),
+            &mut refused,
+        )
+        .await?;
         Ok(refused)
     }
 }
@@ -295,13 +301,7 @@ fn make(
 ) -> Result<Writer, BoxError> {
     let c = &config.config;
     let endpoint = http_common::endpoint("endpoint", &c.endpoint)?;
-    let shown = format!(
-        "{}://{}{}{}",
-        endpoint.scheme(),
-        endpoint.host_str().unwrap_or_default(),
-        endpoint.port().map(|p| format!(":{p}")).unwrap_or_default(),
-        endpoint.path()
-    );
+    let shown = sink::shown(&endpoint);
     let values = match c.metric_template()? {
         Some(t) => Values::One(t, template::path(&c.value_field)),
         None => Values::Many(

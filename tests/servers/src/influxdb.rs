@@ -4,8 +4,6 @@
 //! database, reporting) off. Optionally with authentication and one admin user.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -122,22 +120,15 @@ impl Influx {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// One HTTP/1.0 request (as the admin when authentication is on): status and body.
+    /// One request (as the admin when authentication is on): status and body.
     fn try_request(&self, method: &str, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
         let sep = if path.contains('?') { '&' } else { '?' };
         let path = if self.auth {
             format!("{path}{sep}u={}&p={}", ADMIN.0, ADMIN.1)
         } else {
             path.to_string()
         };
-        write!(s, "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-        Some((status, body))
+        crate::http(self.port, method, &path)
     }
 
     fn request(&self, method: &str, path: &str) -> (u16, String) {
@@ -147,14 +138,7 @@ impl Influx {
 
     /// Runs InfluxQL `q` (URL-encoded here) in database `db`; the JSON answer.
     pub fn query(&self, db: &str, q: &str) -> String {
-        let mut enc = String::new();
-        for b in q.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                enc.push(b as char);
-            } else {
-                enc.push_str(&format!("%{b:02X}"));
-            }
-        }
+        let enc = crate::url_encode(q);
         let method = if q.to_ascii_uppercase().starts_with("SELECT")
             || q.to_ascii_uppercase().starts_with("SHOW")
         {

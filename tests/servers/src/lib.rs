@@ -43,6 +43,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// One HTTP/1.0 request without a body to 127.0.0.1:`port`: its status and body, or
+/// `None` when nothing answers (for readiness checks and queries of the test servers).
+pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    Some((status, body))
+}
+
+/// `q` percent-encoded for a query string.
+pub fn url_encode(q: &str) -> String {
+    let mut enc = String::new();
+    for b in q.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    enc
+}
+
 /// A child process killed (SIGKILL) when dropped, its stderr kept in a file.
 pub struct Proc {
     pub child: Child,

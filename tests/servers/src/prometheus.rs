@@ -4,8 +4,6 @@
 //! stored, as the sink's README advises).
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -77,26 +75,12 @@ impl Prometheus {
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-        Some((status, body))
+        crate::http(self.port, "GET", path)
     }
 
     /// Runs PromQL `q` (an instant query at `time`, seconds, or now); the JSON answer.
     pub fn query(&self, q: &str, time: Option<f64>) -> String {
-        let mut enc = String::new();
-        for b in q.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                enc.push(b as char);
-            } else {
-                enc.push_str(&format!("%{b:02X}"));
-            }
-        }
+        let enc = crate::url_encode(q);
         let mut path = format!("/api/v1/query?query={enc}");
         if let Some(t) = time {
             path.push_str(&format!("&time={t:.3}"));
